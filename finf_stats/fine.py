@@ -1,0 +1,607 @@
+r"""f-INE Stage 2: from per-step signals of one training run to a signed Gaussian influence.
+
+This module knows nothing about models. A capture observer (for example
+:mod:`simulations.capture`) calls :meth:`FineAccumulator.update` once per logged training step
+with, for every candidate subset :math:`S`,
+
+* ``effect`` :math:`c_t(S) = \eta_t\,\mathrm{sim}(g_t, h_t(S))/b`, the first-order effect of S on
+  the decrease of the target loss at step t (zero when S did not act at this step),
+* ``base`` :math:`\mathrm{base}_t(S)`, the observed first-order decrease of the target loss at
+  step t *without* S's contribution,
+* ``aux`` :math:`\widehat{\mathrm{base}}_t`, the same decrease on an auxiliary run of the same
+  recipe with another seed (needed by the difference-in-differences decorrelation),
+* optionally ``contraction`` :math:`\rho_t \in (0, 1]`, how much a perturbation of the
+  parameters along the target gradient survives step t (used by ``discount="contraction"``).
+
+Per-step signals (METHOD §6), all *decreases* of the target loss (larger = better):
+
+.. math::
+
+    O_t(S) = \mathrm{base}_t(S) + c_t(S) - d_t,\qquad O'_t(S) = \mathrm{base}_t(S) - d_t,
+
+with the detrending term :math:`d_t = 0` (``decorrelation="none"``),
+:math:`d_t = \mathrm{base}_{t^-}(S)` the candidate's previous logged base
+(``"diff"``, first differences) or :math:`d_t = \widehat{\mathrm{base}}_t` (``"did"``,
+difference-in-differences against the auxiliary run). :math:`O` are samples of P (with S),
+:math:`O'` samples of Q (without S). Because the project's sign convention is stated for a
+*loss* (METHOD §2: reject H0 when the loss is large), Stage 2 hands :math:`-O` and
+:math:`-O'` to :func:`finf_stats.influence_from_samples`; hence
+:math:`\mu_\mathrm{step} > 0` when S increases the per-step decrease, i.e. S helps the target.
+
+Scaling to the whole trajectory (``scaling``):
+
+* ``"sqrt_steps"`` (paper, Cor. 2.7): :math:`\mu = \sqrt{T_S}\,\mu_\mathrm{step}` with
+  :math:`T_S` the number of logged steps of S; with ``discount="contraction"`` the factor is
+  the effective :math:`W_1/\sqrt{W_2}`, :math:`W_k = \sum_t w_t^k`,
+  :math:`w_t = \prod_{s>t}\rho_s`.
+* ``"sum"`` (METHOD §3.3, the sum form): :math:`\mu = \sum_t w_t c_t / \sqrt{\sum_t w_t^2
+  \hat\sigma_t^2}` with :math:`\hat\sigma_t^2` the within-block variance of :math:`O'`
+  (blocks of ``block`` logged steps). It equals ``sqrt_steps`` with ``binormal`` for a
+  constant effect and stationary noise, and is robust to slow trends in the base, which a
+  pooled standard deviation would count as noise.
+* ``"spread"`` (calibrated variant, ``docs/fine_variants.md``): :math:`\mu = \sum_t w_t c_t /
+  s_K` with :math:`s_K` the standard deviation of the final target over K runs of the recipe,
+  passed to :meth:`FineAccumulator.results`.
+* ``"none"``: :math:`\mu_\mathrm{step}` itself.
+
+Memory. Running moments (Welford), the effect sums and the discount weights cost
+:math:`O(n)` for n candidates whatever the number of steps T. The sample-based estimators
+(``threshold-max``, ``auc``, ``probit``) need the per-step samples themselves, so the
+storage is an explicit choice (``storage``): ``"buffer"`` keeps every logged pair in a
+float32 array of shape (candidates, logged steps) (the only option that grows with
+:math:`T\times n`, and only when asked), ``"disk"`` the same array memory-mapped to a ``.npy``
+file in ``store_dir``, ``"reservoir"`` a uniform sample of ``reservoir_size`` logged steps per
+candidate (Vitter's algorithm R; memory :math:`O(n\cdot m)`, independent of T; a noisier but
+unbiased sample of the per-step law) and ``"moments"`` nothing but the moments (only the
+``binormal`` estimator, computed from the moments, and the ``sum``/``spread`` scalings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+Logging = Literal["every", "in_batch", "every_k"]
+Effect = Literal["actual", "expected"]
+Similarity = Literal["dot", "cosine"]
+Decorrelation = Literal["none", "diff", "did"]
+Estimator = Literal["threshold-max", "binormal", "auc", "probit"]
+Scaling = Literal["sqrt_steps", "sum", "spread", "none"]
+Discount = Literal["none", "contraction"]
+Storage = Literal["buffer", "disk", "reservoir", "moments"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "logging": ("every", "in_batch", "every_k"),
+    "effect": ("actual", "expected"),
+    "similarity": ("dot", "cosine"),
+    "decorrelation": ("none", "diff", "did"),
+    "estimator": ("threshold-max", "binormal", "auc", "probit"),
+    "scaling": ("sqrt_steps", "sum", "spread", "none"),
+    "discount": ("none", "contraction"),
+    "storage": ("buffer", "disk", "reservoir", "moments"),
+}
+
+
+class FineError(ValueError):
+    """An f-INE option or input that cannot be used (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class FineConfig:
+    """Every option of f-INE, recorded in the run config (``to_dict``/``from_dict``).
+
+    Stage 1 (read by the capture observer)
+
+    logging
+        Which steps are logged: ``"every"`` step, only the steps whose batch contains S
+        (``"in_batch"``) or every ``every_k``-th step (``"every_k"``, checkpoints as in
+        TracInCP).
+    every_k
+        The period for ``logging="every_k"``.
+    effect
+        ``"actual"``: :math:`c_t(S) = \\eta_t\\,\\mathrm{sim}(g_t,h_t(S))/b` when S is in the
+        batch of step t, else 0 (the realised first-order effect). ``"expected"``: its
+        expectation over the batch draw, :math:`\\eta_t\\,\\mathrm{sim}(g_t,h_t(S))/N` at every
+        logged step (TracInCP-like; smooth, no batch sparsity).
+    similarity
+        ``"dot"`` or ``"cosine"`` between target and candidate gradients.
+
+    Stage 2 (this module)
+
+    decorrelation
+        ``"none"``, ``"diff"`` (first differences of the base) or ``"did"``
+        (difference-in-differences against an auxiliary run).
+    estimator
+        The two-sample estimator of :func:`finf_stats.influence_from_samples`.
+    scaling, discount, block
+        See the module docstring. ``block`` is the block length (logged steps) of the
+        heteroscedastic ``"sum"`` form.
+    storage, reservoir_size, store_dir
+        See the module docstring.
+    confidence, seed, n_bootstrap, n_null
+        Passed to the estimator.
+    name
+        The preset name (``"paper"``, ``"calibrated"``) or ``"custom"``.
+    """
+
+    logging: Logging = "every"
+    every_k: int = 1
+    effect: Effect = "actual"
+    similarity: Similarity = "dot"
+    decorrelation: Decorrelation = "did"
+    estimator: Estimator = "threshold-max"
+    scaling: Scaling = "sqrt_steps"
+    discount: Discount = "none"
+    block: int = 16
+    storage: Storage = "buffer"
+    reservoir_size: int = 512
+    store_dir: str | None = None
+    confidence: float = 0.95
+    seed: int = 0
+    n_bootstrap: int = 200
+    n_null: int = 500
+    name: str = "paper"
+
+    def __post_init__(self) -> None:
+        for key, allowed in _CHOICES.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                raise FineError(f"FineConfig.{key}={value!r}; use one of {allowed}")
+        if self.every_k < 1 or self.block < 2 or self.reservoir_size < 2:
+            raise FineError("FineConfig needs every_k >= 1, block >= 2, reservoir_size >= 2")
+        if self.storage == "moments" and self.estimator != "binormal" \
+                and self.scaling in ("sqrt_steps", "none"):
+            raise FineError(f"storage='moments' keeps no samples, so estimator "
+                            f"{self.estimator!r} cannot run; use estimator='binormal', a "
+                            "sample storage ('buffer', 'disk', 'reservoir') or scaling "
+                            "'sum'/'spread'")
+        if self.storage == "disk" and not self.store_dir:
+            raise FineError("storage='disk' needs store_dir (a folder for the .npy store)")
+        if self.logging == "in_batch" and self.effect == "expected":
+            raise FineError("logging='in_batch' logs only steps where S acts; "
+                            "effect='expected' needs 'every' or 'every_k' logging")
+        if not 0 < self.confidence < 1:
+            raise FineError(f"confidence must be in (0, 1), got {self.confidence}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FineConfig:
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise FineError(f"unknown FineConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+#: Named presets. ``paper`` is METHOD §6's reconstruction of the paper; ``calibrated`` is the
+#: variant of docs/fine_variants.md (contraction-discounted effect over the K-run spread).
+PRESETS: dict[str, FineConfig] = {
+    "paper": FineConfig(),
+    "calibrated": FineConfig(effect="expected", scaling="spread", discount="contraction",
+                             estimator="binormal", storage="moments", name="calibrated"),
+}
+
+
+def fine_config(preset: str | FineConfig = "paper", **overrides: Any) -> FineConfig:
+    """A :class:`FineConfig` from a preset name (or a config) with field overrides.
+
+    The result is named ``"custom"`` when overrides change a preset, so run configs never
+    claim a preset they do not match.
+    """
+    if isinstance(preset, FineConfig):
+        base = preset
+    else:
+        if preset not in PRESETS:
+            raise FineError(f"unknown f-INE preset {preset!r}; use one of {sorted(PRESETS)}")
+        base = PRESETS[preset]
+    if not overrides:
+        return base
+    cfg = dataclasses.replace(base, **overrides)
+    if "name" not in overrides and cfg != base:
+        cfg = dataclasses.replace(cfg, name="custom")
+    return cfg
+
+
+class FineAccumulator:
+    r"""Streaming per-candidate accumulator of f-INE signals (Stage 2).
+
+    Parameters
+    ----------
+    n_candidates
+        Number of candidate subsets n.
+    config
+        The options (:class:`FineConfig`).
+    batch_shape
+        Leading shape of independent runs captured together, e.g. ``(R,)`` for R single runs
+        trained as one batch; every array passed to :meth:`update` has shape
+        ``batch_shape + (n_candidates,)`` (or broadcasts to it).
+    n_steps
+        The number of steps that will be logged (an upper bound). Required by
+        ``storage="disk"``; lets ``"buffer"`` allocate once.
+
+    Notes
+    -----
+    Memory is :math:`O(M)` for :math:`M = \prod\mathrm{batch\_shape}\cdot n` plus the sample
+    store chosen by ``config.storage`` (see the module docstring).
+    """
+
+    def __init__(self, n_candidates: int, config: FineConfig | str = "paper", *,
+                 batch_shape: tuple[int, ...] = (), n_steps: int | None = None) -> None:
+        if n_candidates < 1:
+            raise FineError("f-INE needs at least one candidate")
+        self.config = fine_config(config) if isinstance(config, str) else config
+        self.shape = tuple(batch_shape) + (int(n_candidates),)
+        self.size = int(np.prod(self.shape))
+        self.n_steps = n_steps
+        m = self.size
+        self.count = np.zeros(m, dtype=np.int64)        # logged pairs per candidate
+        self.steps_seen = 0
+        self._prev_base = np.zeros(m)
+        self._has_prev = np.zeros(m, dtype=bool)
+        # Welford moments of O (with S) and O' (without S)
+        self._mean_p = np.zeros(m)
+        self._m2_p = np.zeros(m)
+        self._mean_q = np.zeros(m)
+        self._m2_q = np.zeros(m)
+        # discounted sums: A = sum w_t c_t, W1 = sum w_t, W2 = sum w_t^2, V = sum w_t^2 s_t^2
+        self._A = np.zeros(m)
+        self._W1 = np.zeros(m)
+        self._W2 = np.zeros(m)
+        self._V = np.zeros(m)
+        self._sum_effect = np.zeros(m)
+        # running block of O' for the heteroscedastic sum form
+        self._b_n = np.zeros(m, dtype=np.int64)
+        self._b_mean = np.zeros(m)
+        self._b_m2 = np.zeros(m)
+        self._b_w2 = np.zeros(m)     # sum of w^2 of the steps in the block (discounted lazily)
+        self._rng = np.random.default_rng(self.config.seed)
+        self._store_p: np.ndarray | None = None
+        self._store_q: np.ndarray | None = None
+        storage = self.config.storage
+        if storage in ("buffer", "disk"):
+            cap = n_steps if n_steps is not None else 64
+            if storage == "disk":
+                if n_steps is None:
+                    raise FineError("storage='disk' needs n_steps (the number of logged steps)")
+                folder = Path(self.config.store_dir or ".")
+                folder.mkdir(parents=True, exist_ok=True)
+                self._store_p = np.lib.format.open_memmap(
+                    os.fspath(folder / "fine_with_s.npy"), mode="w+", dtype=np.float32,
+                    shape=(m, cap))
+                self._store_q = np.lib.format.open_memmap(
+                    os.fspath(folder / "fine_without_s.npy"), mode="w+", dtype=np.float32,
+                    shape=(m, cap))
+                self._store_p[:] = np.nan
+                self._store_q[:] = np.nan
+            else:
+                self._store_p = np.full((m, cap), np.nan, dtype=np.float32)
+                self._store_q = np.full((m, cap), np.nan, dtype=np.float32)
+        elif storage == "reservoir":
+            r = self.config.reservoir_size
+            self._store_p = np.full((m, r), np.nan, dtype=np.float32)
+            self._store_q = np.full((m, r), np.nan, dtype=np.float32)
+
+    # ------------------------------------------------------------------ streaming
+    def update(self, effect: np.ndarray, base: np.ndarray | float,
+               aux: np.ndarray | float | None = None, logged: np.ndarray | None = None,
+               contraction: np.ndarray | float | None = None) -> None:
+        r"""Add one logged training step.
+
+        Parameters
+        ----------
+        effect
+            :math:`c_t(S)`, shape ``batch_shape + (n,)``.
+        base
+            :math:`\mathrm{base}_t(S)`, the decrease without S; broadcasts to that shape (a
+            run-level scalar per run, shape ``batch_shape + (1,)``, is typical).
+        aux
+            :math:`\widehat{\mathrm{base}}_t` of the auxiliary run (required by ``"did"``).
+        logged
+            Boolean mask of the candidates this step is logged for (``logging="in_batch"``);
+            ``None`` logs all.
+        contraction
+            :math:`\rho_t`; with ``discount="contraction"`` every earlier contribution is
+            multiplied by it before this step is added. ``None`` means 1.
+        """
+        cfg = self.config
+        c = np.broadcast_to(np.asarray(effect, dtype=float), self.shape).reshape(-1)
+        b = np.broadcast_to(np.asarray(base, dtype=float), self.shape).reshape(-1)
+        if not (np.all(np.isfinite(c)) and np.all(np.isfinite(b))):
+            raise FineError(f"non-finite f-INE signal at logged step {self.steps_seen} "
+                            "(did training diverge?)")
+        mask = (np.ones(self.size, dtype=bool) if logged is None else
+                np.broadcast_to(np.asarray(logged, dtype=bool), self.shape).reshape(-1))
+        rho = 1.0 if contraction is None or cfg.discount == "none" else \
+            np.broadcast_to(np.asarray(contraction, dtype=float), self.shape).reshape(-1)
+        self.steps_seen += 1
+        if cfg.discount == "contraction":
+            # every earlier step's weight w_s is multiplied by rho_t (also for unlogged ones)
+            self._A *= rho
+            self._W1 *= rho
+            self._W2 *= rho * rho
+            self._V *= rho * rho
+            self._b_w2 *= rho * rho
+        if cfg.decorrelation == "did":
+            if aux is None:
+                raise FineError("decorrelation='did' needs the auxiliary run's base (aux)")
+            d = np.broadcast_to(np.asarray(aux, dtype=float), self.shape).reshape(-1)
+        elif cfg.decorrelation == "diff":
+            d = self._prev_base.copy()
+            first = mask & ~self._has_prev
+            self._prev_base = np.where(mask, b, self._prev_base)
+            self._has_prev |= mask
+            mask = mask & ~first          # the first logged step has no predecessor
+        else:
+            d = 0.0
+        q = b - d
+        p = q + c
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return
+        p_i, q_i, c_i = p[idx], q[idx], c[idx]
+        n_new = self.count[idx] + 1
+        # Welford
+        delta = p_i - self._mean_p[idx]
+        self._mean_p[idx] += delta / n_new
+        self._m2_p[idx] += delta * (p_i - self._mean_p[idx])
+        delta = q_i - self._mean_q[idx]
+        self._mean_q[idx] += delta / n_new
+        self._m2_q[idx] += delta * (q_i - self._mean_q[idx])
+        self._A[idx] += c_i
+        self._W1[idx] += 1.0
+        self._W2[idx] += 1.0
+        self._sum_effect[idx] += c_i
+        self._block_update(idx, q_i)
+        self._store(idx, p_i, q_i)
+        self.count[idx] = n_new
+
+    def _block_update(self, idx: np.ndarray, q: np.ndarray) -> None:
+        n = self._b_n[idx] + 1
+        delta = q - self._b_mean[idx]
+        self._b_mean[idx] += delta / n
+        self._b_m2[idx] += delta * (q - self._b_mean[idx])
+        self._b_w2[idx] += 1.0
+        self._b_n[idx] = n
+        full = idx[n >= self.config.block]
+        if full.size:
+            self._flush_block(full)
+
+    def _flush_block(self, idx: np.ndarray) -> None:
+        n = self._b_n[idx]
+        ok = n >= 2
+        var = np.where(ok, self._b_m2[idx] / np.maximum(n - 1, 1), 0.0)
+        self._V[idx] += self._b_w2[idx] * var
+        self._b_n[idx] = 0
+        self._b_mean[idx] = 0.0
+        self._b_m2[idx] = 0.0
+        self._b_w2[idx] = 0.0
+
+    def _store(self, idx: np.ndarray, p: np.ndarray, q: np.ndarray) -> None:
+        storage = self.config.storage
+        if self._store_p is None:
+            return
+        k = self.count[idx]
+        if storage == "reservoir":
+            r = self.config.reservoir_size
+            slot = np.where(k < r, k, self._rng.integers(0, np.maximum(k + 1, 1)))
+            keep = slot < r
+            rows, slot = idx[keep], slot[keep]
+            self._store_p[rows, slot] = p[keep]
+            self._store_q[rows, slot] = q[keep]
+            return
+        need = int(k.max()) + 1
+        if need > self._store_p.shape[1]:
+            if storage == "disk":
+                raise FineError(f"more logged steps than n_steps={self.n_steps} declared for "
+                                "the disk store")
+            grow = max(need, 2 * self._store_p.shape[1])
+            for name in ("_store_p", "_store_q"):
+                old = getattr(self, name)
+                new = np.full((self.size, grow), np.nan, dtype=np.float32)
+                new[:, :old.shape[1]] = old
+                setattr(self, name, new)
+        self._store_p[idx, k] = p
+        self._store_q[idx, k] = q
+
+    # ------------------------------------------------------------------ read out
+    def signals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored per-step samples ``(O, O', counts)``.
+
+        ``O`` and ``O'`` have shape ``batch_shape + (n, slots)`` (float32, NaN beyond a
+        candidate's count); ``counts`` the number of valid samples of each candidate.
+        """
+        if self._store_p is None:
+            raise FineError("storage='moments' keeps no per-step samples")
+        slots = self._store_p.shape[1]
+        counts = np.minimum(self.count, slots)
+        used = int(counts.max()) if counts.size else 0
+        shape = self.shape + (used,)
+        return (np.asarray(self._store_p[:, :used]).reshape(shape),
+                np.asarray(self._store_q[:, :used]).reshape(shape),
+                counts.reshape(self.shape))
+
+    def effect_sum(self, discounted: bool = True) -> np.ndarray:
+        r""":math:`\sum_t w_t c_t` (or the plain :math:`\sum_t c_t`), shape
+        ``batch_shape + (n,)``: a TracIn-like score of the run."""
+        return (self._A if discounted else self._sum_effect).reshape(self.shape).copy()
+
+    def step_sd(self) -> np.ndarray:
+        """Standard deviation of the per-step signal without S, per candidate."""
+        return np.sqrt(self._m2_q / np.maximum(self.count - 1, 1)).reshape(self.shape)
+
+    def scale_factor(self) -> np.ndarray:
+        r"""The composition factor of ``"sqrt_steps"``: :math:`W_1/\sqrt{W_2}`
+        (:math:`\sqrt{T_S}` without discount)."""
+        return (self._W1 / np.sqrt(np.maximum(self._W2, 1e-300))).reshape(self.shape)
+
+    def results(self, spread: np.ndarray | float | None = None,
+                n_spread: int | None = None) -> Any:
+        """Stage 2: the signed influence of every candidate.
+
+        Parameters
+        ----------
+        spread
+            For ``scaling="spread"``: the standard deviation :math:`s_K` of the final target
+            over K runs of the recipe (a scalar, or one per run of ``batch_shape``).
+        n_spread
+            K, the number of runs behind ``spread`` (its chi-square interval widens the
+            interval of mu); ``None`` treats ``spread`` as exact.
+
+        Returns
+        -------
+        InfluenceResults or list
+            One :class:`finf_stats.InfluenceResults` over the candidates; for a non-empty
+            ``batch_shape`` a nested list of them, one per run.
+        """
+        if min(self.count) < 3 and self.config.scaling in ("sqrt_steps", "none"):
+            raise FineError(f"f-INE needs at least 3 logged steps per candidate; the fewest "
+                            f"logged is {int(min(self.count))}")
+        flat = self._results_flat(spread, n_spread)
+        if len(self.shape) == 1:
+            return flat
+        return _split(flat, self.shape)
+
+    def _results_flat(self, spread: Any, n_spread: int | None) -> Any:
+        from finf_stats.results import InfluenceResults
+
+        cfg = self.config
+        step = self._step_estimates()
+        if cfg.scaling == "none":
+            return step
+        if cfg.scaling == "sqrt_steps":
+            f = self.scale_factor().reshape(-1)
+            return dataclasses.replace(step, mu=step.mu * f, ci_low=step.ci_low * f,
+                                       ci_high=step.ci_high * f,
+                                       method=f"fine[{step.method}, sqrt_steps]")
+        num = self._A.copy()
+        if cfg.scaling == "sum":
+            # close the running block without mutating the state
+            n = self._b_n
+            var_open = np.where(n >= 2, self._b_m2 / np.maximum(n - 1, 1),
+                                self._m2_q / np.maximum(self.count - 1, 1))
+            den = np.sqrt(np.maximum(self._V + self._b_w2 * var_open, 1e-300))
+            lo_f = hi_f = den
+        else:
+            if spread is None:
+                raise FineError("scaling='spread' needs spread= (sd of the target over K runs)")
+            s = np.broadcast_to(np.asarray(spread, dtype=float)[..., None]
+                                if np.ndim(spread) else np.asarray(spread, dtype=float),
+                                self.shape).reshape(-1)
+            if np.any(~(s > 0)):
+                raise FineError("spread must be positive")
+            den = s
+            if n_spread is not None and n_spread >= 2:
+                a = 1 - cfg.confidence
+                df = n_spread - 1
+                lo_f = s * np.sqrt(df / stats.chi2.ppf(1 - a / 2, df))   # sd lower bound
+                hi_f = s * np.sqrt(df / stats.chi2.ppf(a / 2, df))       # sd upper bound
+            else:
+                lo_f = hi_f = s
+        mu = num / den
+        # interval: the step estimator's relative uncertainty on the effect, and the spread's
+        rel_lo = np.where(np.isfinite(step.mu) & (step.mu != 0),
+                          step.ci_low / np.where(step.mu == 0, 1, step.mu), np.nan)
+        rel_hi = np.where(np.isfinite(step.mu) & (step.mu != 0),
+                          step.ci_high / np.where(step.mu == 0, 1, step.mu), np.nan)
+        lo_eff = np.minimum(num * rel_lo, num * rel_hi)
+        hi_eff = np.maximum(num * rel_lo, num * rel_hi)
+        cand = np.stack([lo_eff / lo_f, lo_eff / hi_f, hi_eff / lo_f, hi_eff / hi_f])
+        ci_low = np.nanmin(cand, axis=0)
+        ci_high = np.nanmax(cand, axis=0)
+        ci_low = np.where(np.isfinite(ci_low), np.minimum(ci_low, mu), mu)
+        ci_high = np.where(np.isfinite(ci_high), np.maximum(ci_high, mu), mu)
+        return InfluenceResults(
+            mu=mu, ci_low=ci_low, ci_high=ci_high, p_value=step.p_value,
+            method=f"fine[{step.method}, {cfg.scaling}]", n_with=step.n_with,
+            n_without=step.n_without, confidence=cfg.confidence,
+            probit_slope=step.probit_slope, max_gap=step.max_gap)
+
+    def _step_estimates(self) -> Any:
+        """The per-step estimator on every candidate's samples (flat, length M)."""
+        cfg = self.config
+        if cfg.storage == "moments" or (cfg.estimator == "binormal" and self._store_p is None):
+            return self._binormal_from_moments()
+        from finf_stats import influence_from_samples
+        from finf_stats.results import InfluenceResults
+
+        p, q, counts = self.signals()
+        p = p.reshape(self.size, -1)
+        q = q.reshape(self.size, -1)
+        counts = counts.reshape(-1)
+        fields = {k: np.full(self.size, np.nan) for k in
+                  ("mu", "ci_low", "ci_high", "p_value", "probit_slope", "max_gap")}
+        n_with = np.zeros(self.size, dtype=np.int64)
+        method = cfg.estimator
+        for k in np.unique(counts):
+            rows = np.flatnonzero(counts == k)
+            if k < 3:
+                continue
+            # signals are decreases; the estimator expects a loss (reject H0 when large)
+            res = influence_from_samples(-p[rows, :k].astype(float), -q[rows, :k].astype(float),
+                                         method=cfg.estimator, confidence=cfg.confidence,
+                                         seed=cfg.seed, n_bootstrap=cfg.n_bootstrap,
+                                         n_null=cfg.n_null)
+            for key in fields:
+                fields[key][rows] = np.asarray(getattr(res, key), dtype=float)
+            n_with[rows] = k
+            method = res.method
+        return InfluenceResults(method=method, n_with=n_with, n_without=n_with.copy(),
+                                confidence=cfg.confidence, **fields)
+
+    def _binormal_from_moments(self) -> Any:
+        r"""Binormal :math:`\hat\mu = (\bar O - \bar O')/s_\mathrm{pooled}` from the moments,
+        with the large-sample interval :math:`\hat\mu \pm z\sqrt{2/n + \hat\mu^2/(4n)}`."""
+        from finf_stats.results import InfluenceResults
+
+        n = self.count.astype(float)
+        var = (self._m2_p + self._m2_q) / np.maximum(2 * n - 2, 1)
+        sd = np.sqrt(var)
+        diff = self._mean_p - self._mean_q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = np.where(sd > 0, diff / np.where(sd > 0, sd, 1),
+                          np.sign(diff) * np.inf)
+            se = np.sqrt(2 / np.maximum(n, 1) + np.where(np.isfinite(mu), mu, 0) ** 2
+                         / (4 * np.maximum(n, 1)))
+        z = stats.norm.ppf(0.5 + self.config.confidence / 2)
+        mu_f = np.where(np.isfinite(mu), mu, 0.0)
+        p_value = np.where(np.isfinite(mu), 2 * stats.norm.sf(np.abs(mu_f) / se), 0.0)
+        lo = np.where(np.isfinite(mu), mu_f - z * se, np.where(mu > 0, 0.0, -np.inf))
+        hi = np.where(np.isfinite(mu), mu_f + z * se, np.where(mu > 0, np.inf, 0.0))
+        count = self.count.copy()
+        return InfluenceResults(mu=mu, ci_low=lo, ci_high=hi, p_value=p_value,
+                                method="binormal-moments", n_with=count, n_without=count.copy(),
+                                confidence=self.config.confidence,
+                                probit_slope=np.full(self.size, np.nan),
+                                max_gap=np.full(self.size, np.nan))
+
+
+def _split(flat: Any, shape: tuple[int, ...]) -> list:
+    """Split flat InfluenceResults of ``prod(shape)`` rows into nested per-run lists."""
+    n = shape[-1]
+    runs = int(np.prod(shape[:-1]))
+    out = []
+    for r in range(runs):
+        sl = slice(r * n, (r + 1) * n)
+        out.append(dataclasses.replace(
+            flat, **{k: np.asarray(getattr(flat, k))[sl] for k in
+                     ("mu", "ci_low", "ci_high", "p_value", "n_with", "n_without",
+                      "probit_slope", "max_gap")}))
+    for size in reversed(shape[1:-1]):
+        out = [out[i:i + size] for i in range(0, len(out), size)]
+    return out
+
+
+def combine_sqrt(mu_step: np.ndarray, n_steps: np.ndarray | int) -> np.ndarray:
+    r"""Paper composition :math:`\mu = \sqrt{T}\,\mu_\mathrm{step}` (Cor. 2.7), elementwise."""
+    return np.asarray(mu_step, dtype=float) * np.sqrt(np.asarray(n_steps, dtype=float))
+
+
+__all__ = ["PRESETS", "FineAccumulator", "FineConfig", "FineError", "combine_sqrt",
+           "fine_config"]
