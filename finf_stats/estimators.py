@@ -301,7 +301,10 @@ def _binormal_parts(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def _nct_interval(d: np.ndarray, n_x: int, n_y: int, confidence: float
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Invert the noncentral t: ``t = d / c ~ nct(n_x + n_y - 2, mu / c)``, ``c = sqrt(1/n_x + 1/n_y)``."""
+    """Invert the noncentral t: ``t = d / c ~ nct(n_x + n_y - 2, mu / c)``.
+
+    Here ``c = sqrt(1/n_x + 1/n_y)``; the interval is exact under the equal-variance model.
+    """
     c = np.sqrt(1 / n_x + 1 / n_y)
     df = n_x + n_y - 2
     t = d / c

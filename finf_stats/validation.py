@@ -39,7 +39,8 @@ def as_batch(values: object, name: str, min_size: int = 2) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
-        raise SampleError(f"{name} must be 1-D (samples) or 2-D (candidates x samples), got shape {arr.shape}")
+        raise SampleError(f"{name} must be 1-D (samples) or 2-D (candidates x samples), "
+                          f"got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise SampleError(f"{name} has no candidates (shape {arr.shape})")
     _check_finite_and_size(arr, name, min_size)
