@@ -1,0 +1,297 @@
+"""The batched SGD engine: ``R`` seeds × ``C`` weightings of the training set, trained at once.
+
+Model grid
+----------
+One call trains ``M = R * C`` models of a :class:`~simulations.recipes.Recipe` as one tensor
+computation. Replica ``r`` uses seed ``seeds[r]`` (its initial parameters, every epoch's
+permutation, its gradient noise); column ``c`` uses per-example weights ``weights[c]`` of
+shape ``(n,)``. All columns of a replica share the seed, hence the same initialisation, the
+same batches and the same noise: this is how training on ``D`` and on ``D \\ S`` are *paired*
+(the law of each model is unchanged by the pairing).
+
+Training on ``D \\ S`` = the same permutation of ``D`` with the examples of ``S`` at weight 0.
+A batch ``B`` (slots ``b = |B|``; ``b`` for full batches, the remainder for the last one)
+has objective
+
+.. math::
+
+    L_B(\\theta) = \\frac{1}{|B|}\\sum_{i\\in B} w_i\\,\\mathrm{loss}(\\theta; x_i, y_i)
+                 + \\frac{\\lambda}{2}\\lVert\\theta_{\\mathrm{w}}\\rVert^2,
+
+normalised by the nominal slot count, never by the weights; so weight 0 removes an example
+(its batch simply has one useful example less), weight 2 duplicates it, and the steps of
+batches that do not contain ``S`` are identical with and without ``S``. The update is
+
+.. math::
+
+    \\theta_{t+1} = \\theta_t - \\eta_t\\,(\\nabla L_{B_t}(\\theta_t) + \\sigma\\,\\xi_t),
+    \\qquad \\xi_t \\sim N(0, I).
+
+Parameters have shape ``(R, C, p, K)``: ``p = d (+1 intercept, the last row)`` and ``K = 1``
+except for multinomial regression (``K`` classes).
+
+Observer hook
+-------------
+``train(..., observers=[obs, ...])`` calls, for every observer that has the method:
+
+* ``obs.on_start(ctx: TrainContext)`` once, before step 0;
+* ``obs.on_step(info: StepInfo)`` at every step, **after** the gradient is computed and
+  **before** the parameters are updated;
+* ``obs.on_end(params)`` once, with the final parameters ``(R, C, p, K)``.
+
+:class:`StepInfo` fields (``b`` = slots in this batch):
+
+============== ================ ===========================================================
+field          shape            meaning
+============== ================ ===========================================================
+step, epoch    int              global step ``t`` (0-based) and its epoch
+lr             float            :math:`\\eta_t`
+params         (R, C, p, K)     :math:`\\theta_t`, before the update
+batch_indices  (R, b)           rows of the training set in replica ``r``'s batch
+batch_weights  (R, C, b)        their weights in column ``c``
+residuals      (R, C, b, K)     :math:`r_i = \\partial\\,\\mathrm{loss}_i/\\partial z` at
+                                :math:`\\theta_t` (unweighted); the per-example gradient is
+                                ``features[i][:, None] * residuals[r, c, j][None, :]``
+batch_loss     (R, C)           :math:`\\frac1{|B|}\\sum w_i\\,\\mathrm{loss}_i` (no L2)
+gradient       (R, C, p, K)     :math:`\\nabla L_{B_t}(\\theta_t)` with L2, without noise
+noise          (R, p, K)|None   :math:`\\sigma\\xi_t` (shared by a replica's columns)
+update         (R, C, p, K)     :math:`\\theta_{t+1}-\\theta_t = -\\eta_t(\\nabla L+\\sigma\\xi_t)`
+                                (computed on first access)
+denominator    int              ``|B|``
+============== ================ ===========================================================
+
+The arrays are read-only views into the engine's buffers, valid only during the call: an
+observer that keeps anything must copy it. Nothing stores the trajectory unless an observer
+does (memory is ``O(R C (n + p K))`` whatever the number of steps).
+:class:`TrainContext` carries the recipe, the design matrix ``features`` ``(n, p)`` (with the
+intercept column), ``labels`` ``(n,)``, ``weights`` ``(C, n)``, ``seeds`` ``(R,)``, the
+learning rates of all steps and the shapes, so an observer can compute target gradients
+(e.g. ``features_test @ params`` for the ghost inner products of f-INE) by itself.
+
+Divergence: if the batch objective of any model becomes NaN or infinite the engine stops with
+:class:`DivergenceError` naming the recipe, the step, the epoch and the models affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
+
+import numpy as np
+
+from simulations.models import loss_and_residual
+from simulations.recipes import Recipe, draw_init, seed_streams
+
+
+class DivergenceError(FloatingPointError, ValueError):
+    """Training produced a NaN or infinite loss."""
+
+
+class Observer(Protocol):
+    """What the engine calls (every method is optional)."""
+
+    def on_start(self, ctx: TrainContext) -> None: ...  # pragma: no cover
+    def on_step(self, info: StepInfo) -> None: ...  # pragma: no cover
+    def on_end(self, params: np.ndarray) -> None: ...  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """Static facts of one :func:`train` call (see the module docstring)."""
+
+    recipe: Recipe
+    features: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    seeds: np.ndarray
+    lrs: np.ndarray
+    steps_per_epoch: int
+    n_steps: int
+    shape: tuple[int, int, int, int]
+
+
+class StepInfo:
+    """One SGD step as the observers see it (see the module docstring for the fields)."""
+
+    def __init__(self, **kw: Any):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+    @cached_property
+    def update(self) -> np.ndarray:
+        g = self.gradient if self.noise is None else self.gradient + self.noise[:, None]
+        return -self.lr * g
+
+
+def design_matrix(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
+    """``X`` with a column of ones appended when ``fit_intercept`` (shape ``(n, p)``)."""
+    X = np.asarray(X, dtype=np.float64)
+    if not fit_intercept:
+        return np.ascontiguousarray(X)
+    return np.hstack([X, np.ones((X.shape[0], 1))])
+
+
+def check_inputs(recipe: Recipe, X: np.ndarray, y: np.ndarray,
+                 weights: np.ndarray | None, seeds: Sequence[int] | np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate and normalise the engine's inputs; returns ``(X, y, weights(C,n), seeds, K)``."""
+    recipe.validate()
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"features must be a non-empty 2-D array, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("features contain NaN or infinite values")
+    n = X.shape[0]
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
+    K = recipe.n_outputs(y)
+    if recipe.model in ("logistic", "multinomial"):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"{recipe.model} regression needs integer class labels")
+        y = y.astype(np.intp)
+        hi = 1 if recipe.model == "logistic" else K - 1
+        if y.min() < 0 or y.max() > hi:
+            raise ValueError(f"{recipe.model} labels must lie in [0, {hi}], "
+                             f"got [{y.min()}, {y.max()}]")
+    else:
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise ValueError("regression targets contain NaN or infinite values")
+    if weights is None:
+        weights = np.ones((1, n))
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim == 1:
+        weights = weights[None]
+    if weights.ndim != 2 or weights.shape[1] != n or weights.shape[0] == 0:
+        raise ValueError(f"weights must have shape (C, {n}) with C >= 1, got {weights.shape}")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("weights must be finite and non-negative")
+    seeds = np.asarray(seeds)
+    if seeds.ndim != 1 or seeds.size == 0:
+        raise ValueError("seeds must be a non-empty 1-D sequence of integers")
+    if not np.issubdtype(seeds.dtype, np.integer) or (seeds < 0).any():
+        raise ValueError("seeds must be non-negative integers")
+    return X, y, weights, seeds.astype(np.int64), K
+
+
+def _diverged(recipe: Recipe, step: int, epoch: int, bad: np.ndarray,
+              seeds: np.ndarray) -> DivergenceError:
+    r, c = np.nonzero(bad)
+    which = ", ".join(f"(seed {seeds[i]}, column {j})" for i, j in zip(r[:3], c[:3],
+                                                                       strict=True))
+    more = f" and {len(r) - 3} more" if len(r) > 3 else ""
+    return DivergenceError(
+        f"recipe {recipe.name!r} diverged: the loss became NaN/inf at step {step} "
+        f"(epoch {epoch}) for {len(r)} model(s): {which}{more}; lower the learning rate "
+        f"(now {recipe.schedule.lr}) or raise l2")
+
+
+def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+          seeds: Sequence[int] | np.ndarray = (0,), observers: Sequence[Any] = ()
+          ) -> np.ndarray:
+    """Train ``len(seeds) × len(weights)`` models of ``recipe`` at once.
+
+    Parameters
+    ----------
+    recipe
+        The training recipe.
+    X, y
+        Training features ``(n, d)`` (no intercept column; the engine appends it) and labels
+        ``(n,)``.
+    weights
+        Per-example weights ``(C, n)`` (or ``(n,)``; default all ones): column ``c`` trains on
+        the weighted set (``0`` removes an example, ``2`` duplicates it).
+    seeds
+        ``R`` non-negative integer seeds, one per replica (shared by its ``C`` columns).
+    observers
+        Objects with optional ``on_start``/``on_step``/``on_end`` (module docstring).
+
+    Returns
+    -------
+    numpy.ndarray
+        Final parameters, shape ``(R, C, p, K)``.
+
+    Raises
+    ------
+    DivergenceError
+        The loss became NaN/inf (the message names recipe, step and models).
+    """
+    X, y, weights, seeds, K = check_inputs(recipe, X, y, weights, seeds)
+    Xa = design_matrix(X, recipe.fit_intercept)
+    n, p = Xa.shape
+    R, C = len(seeds), weights.shape[0]
+    p_reg = p - 1 if recipe.fit_intercept else p
+    bounds = recipe.batch_bounds(n)
+    spe = len(bounds)
+    lrs = recipe.schedule.lrs(spe, recipe.epochs)
+    sigma = float(recipe.grad_noise)
+
+    streams = [seed_streams(s) for s in seeds]
+    W = np.empty((R, p, C, K))
+    for r, (init_rng, _, _) in enumerate(streams):
+        W[r] = draw_init(recipe.init, init_rng, (p, K), recipe.fit_intercept)[:, None, :]
+    Wf = W.reshape(R, p, C * K)
+    params_view = np.moveaxis(W, 2, 1)  # (R, C, p, K), a view
+    params_view.flags.writeable = False
+
+    on_step = [o.on_step for o in observers if hasattr(o, "on_step")]
+    if observers:
+        ctx = TrainContext(recipe=recipe, features=Xa, labels=y, weights=weights, seeds=seeds,
+                           lrs=lrs, steps_per_epoch=spe, n_steps=len(lrs),
+                           shape=(R, C, p, K))
+        for o in observers:
+            if hasattr(o, "on_start"):
+                o.on_start(ctx)
+
+    step = 0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in range(recipe.epochs):
+            perms = np.stack([pr.permutation(n) for _, pr, _ in streams])  # (R, n)
+            noise = (np.stack([nr.standard_normal((spe, p, K)) for _, _, nr in streams])
+                     if sigma > 0 else None)
+            Xe = Xa[perms]  # (R, n, p)
+            ye = y[perms]  # (R, n)
+            we = np.ascontiguousarray(np.moveaxis(weights[:, perms], 0, 2))  # (R, n, C)
+            for j, (s, e) in enumerate(bounds):
+                b = e - s
+                Xb = Xe[:, s:e]
+                Z = np.matmul(Xb, Wf).reshape(R, b, C, K)
+                loss, res = loss_and_residual(recipe.model, Z, ye[:, s:e, None])
+                wb = we[:, s:e]  # (R, b, C)
+                batch_loss = np.einsum("rbc,rbc->rc", loss, wb) / b
+                if not np.isfinite(batch_loss).all():
+                    raise _diverged(recipe, step, epoch, ~np.isfinite(batch_loss), seeds)
+                lr = float(lrs[step])
+                # lr folded into the residual weights: one BLAS call gives lr * data gradient
+                G = res * (wb * (lr / b))[..., None]
+                lr_grad = np.matmul(Xb.transpose(0, 2, 1), G.reshape(R, b, C * K))
+                lr_grad = lr_grad.reshape(R, p, C, K)
+                eps = None if noise is None else sigma * noise[:, j]  # (R, p, K)
+                if on_step:
+                    grad = lr_grad / lr
+                    if recipe.l2 > 0:
+                        grad[:, :p_reg] += recipe.l2 * W[:, :p_reg]
+                    info = StepInfo(
+                        step=step, epoch=epoch, lr=lr, params=params_view,
+                        batch_indices=perms[:, s:e], batch_weights=np.moveaxis(wb, 1, 2),
+                        residuals=np.moveaxis(res, 1, 2), batch_loss=batch_loss,
+                        gradient=np.moveaxis(grad, 2, 1), noise=eps, denominator=b)
+                    for f in on_step:
+                        f(info)
+                if recipe.l2 > 0:
+                    W[:, :p_reg] *= 1.0 - lr * recipe.l2
+                W -= lr_grad
+                if eps is not None:
+                    W -= (lr * eps)[:, :, None, :]
+                step += 1
+    if not np.isfinite(W).all():
+        raise _diverged(recipe, step, recipe.epochs - 1,
+                        ~np.isfinite(params_view).all(axis=(2, 3)), seeds)
+    out = np.ascontiguousarray(np.moveaxis(W, 2, 1))
+    for o in observers:
+        if hasattr(o, "on_end"):
+            o.on_end(out)
+    return out
