@@ -55,24 +55,24 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in JSON")
 
 
-def _finite_json(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Replace non-finite floats by strings ("inf", "-inf", "nan"): JSON has no such numbers."""
     if isinstance(obj, float | np.floating):
         v = float(obj)
         return v if np.isfinite(v) else str(v)
     if isinstance(obj, dict):
-        return {str(k): _finite_json(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite_json(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _finite_json(obj.tolist())
+        return jsonable(obj.tolist())
     return obj
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically; non-finite floats become strings."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_finite_json(obj), indent=2, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(jsonable(obj), indent=2, default=_json_default) + "\n")
     return Path(path)
 
 
