@@ -123,12 +123,17 @@ def compose(
     factors as represented: it slightly overstates the influence. Chords of closed forms other
     than ``G_mu`` lie above the curve, which errs the other way by ``O(Δz^2)`` per chord.
 
-    *Accuracy.* Splitting adds at most ``h^2 / 4`` to the variance of ``L`` per factor.
-    Measured sup-gaps ``max_alpha |compose(G_mu1, G_mu2)(alpha) - G_sqrt(mu1^2+mu2^2)(alpha)|``
-    (``finf_stats/composition.py`` tests, ``tests/test_composition.py``):
-    about ``1e-7`` at ``h = 1e-3`` and ``1e-5`` at ``h = 1e-2`` for ``mu_i`` in ``[0.3, 3]``;
-    ``G_{0.1}^{⊗100}`` against ``G_1``: about ``1e-5`` at ``h = 1e-3``. Always below the exact
-    curve (pessimistic) within ``1e-9``.
+    *Accuracy.* Splitting adds at most ``h^2 / 4`` to the variance of ``L`` per factor. For
+    smooth laws of ``L`` (Gaussian and other closed forms, or long compositions) the error is
+    ``O(h^2)``; measured sup-gaps ``max_alpha |compose(G_mu1, G_mu2) - G_sqrt(mu1^2+mu2^2)|``
+    on ``DEFAULT_GRID``: ``mu = (0.3, 0.4)``: ``1.6e-5`` at ``h = 1e-2``, ``1.5e-7`` at
+    ``h = 1e-3``, ``1.6e-9`` at ``h = 1e-4``; ``mu = (1, 1)``: ``5.2e-6``, ``5.0e-8``,
+    ``5.1e-10``; ``G_{0.1}^{⊗100}`` against ``G_1``: ``3.3e-6`` at ``h = 1e-3``. For curves with
+    a few linear pieces (atoms of ``L`` off the grid) the error is first order, at most about
+    ``h / 4`` per factor (measured ``0.24 h`` for two random 2-5 atom pairs). In every case the
+    result was below the exact product (pessimistic) to within ``1e-15``. Re-composing a
+    composed curve on the same grid is exact (its atoms already lie on the grid), so
+    ``compose`` is associative and commutative to round-off.
 
     Examples
     --------
@@ -218,7 +223,7 @@ def compose_gaussian(
         if sds is not None:
             raise ValueError("sds only apply to the signed (summed-statistic) form; "
                              "pass signed=True")
-        return float(np.sqrt(np.sum(m**2)))
+        return _norm(m)
     s = np.ones_like(m) if sds is None else _finite_vector(sds, "sds")
     if s.shape != m.shape:
         raise ValueError(f"sds must have one value per shift: got {s.size} sds and {m.size} "
@@ -226,13 +231,21 @@ def compose_gaussian(
     if np.any(s < 0):
         raise ValueError("sds must be non-negative")
     total_shift = float(np.sum(m))
-    variance = float(np.sum(s**2))
-    if variance == 0.0:
+    sd = _norm(s)
+    if sd == 0.0:
         return 0.0 if total_shift == 0.0 else float(np.copysign(np.inf, total_shift))
-    return total_shift / np.sqrt(variance)
+    return total_shift / sd
 
 
 # ---------------------------------------------------------------------------- internals
+def _norm(x: np.ndarray) -> float:
+    """``sqrt(sum x^2)`` without underflow or overflow of the squares."""
+    scale = float(np.max(np.abs(x)))
+    if scale == 0.0:
+        return 0.0
+    return scale * float(np.sqrt(np.sum((x / scale) ** 2)))
+
+
 def _finite_vector(values: object, name: str) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=float)
