@@ -288,6 +288,59 @@ class FineAccumulator:
             self._store_p = np.full((m, r), np.nan, dtype=np.float32)
             self._store_q = np.full((m, r), np.nan, dtype=np.float32)
 
+    @classmethod
+    def from_samples(cls, with_signal: np.ndarray, without_signal: np.ndarray,
+                     config: FineConfig | str = "paper") -> FineAccumulator:
+        r"""An accumulator in the state it would reach after streaming these signals.
+
+        ``with_signal`` :math:`O` and ``without_signal`` :math:`O'` have shape
+        ``batch_shape + (n, T)`` (already decorrelated; no discount). Used by sparse
+        captures that record the run-level series and the candidates' events and build the
+        samples once at the end (:class:`EventFineAccumulator`).
+        """
+        p = np.asarray(with_signal, dtype=float)
+        q = np.asarray(without_signal, dtype=float)
+        if p.shape != q.shape or p.ndim < 2:
+            raise FineError(f"signals must have equal shapes (..., n, T), got {p.shape}, {q.shape}")
+        cfg = fine_config(config) if isinstance(config, str) else config
+        if cfg.storage == "disk":
+            cfg = dataclasses.replace(cfg, storage="buffer")
+        T = p.shape[-1]
+        acc = cls(p.shape[-2], cfg, batch_shape=p.shape[:-2], n_steps=T)
+        P = p.reshape(acc.size, T)
+        Q = q.reshape(acc.size, T)
+        acc.count[:] = T
+        acc.steps_seen = T
+        acc._mean_p = P.mean(axis=1)
+        acc._m2_p = ((P - acc._mean_p[:, None]) ** 2).sum(axis=1)
+        acc._mean_q = Q.mean(axis=1)
+        acc._m2_q = ((Q - acc._mean_q[:, None]) ** 2).sum(axis=1)
+        acc._A = (P - Q).sum(axis=1)
+        acc._sum_effect = acc._A.copy()
+        acc._W1[:] = T
+        acc._W2[:] = T
+        nb = T // cfg.block
+        if nb:
+            blocks = Q[:, :nb * cfg.block].reshape(acc.size, nb, cfg.block)
+            acc._V = blocks.var(axis=2, ddof=1).sum(axis=1) * cfg.block
+        rest = Q[:, nb * cfg.block:]
+        if rest.shape[1]:
+            acc._b_n[:] = rest.shape[1]
+            acc._b_mean = rest.mean(axis=1)
+            acc._b_m2 = ((rest - acc._b_mean[:, None]) ** 2).sum(axis=1)
+            acc._b_w2[:] = rest.shape[1]
+        if cfg.storage == "buffer":
+            acc._store_p = P.astype(np.float32)
+            acc._store_q = Q.astype(np.float32)
+        elif cfg.storage == "reservoir":
+            m = min(cfg.reservoir_size, T)
+            cols = np.sort(acc._rng.choice(T, size=m, replace=False))
+            acc._store_p = np.full((acc.size, cfg.reservoir_size), np.nan, dtype=np.float32)
+            acc._store_q = np.full((acc.size, cfg.reservoir_size), np.nan, dtype=np.float32)
+            acc._store_p[:, :m] = P[:, cols]
+            acc._store_q[:, :m] = Q[:, cols]
+        return acc
+
     # ------------------------------------------------------------------ streaming
     def update(self, effect: np.ndarray, base: np.ndarray | float,
                aux: np.ndarray | float | None = None, logged: np.ndarray | None = None,
@@ -582,6 +635,102 @@ class FineAccumulator:
                                 max_gap=np.full(self.size, np.nan))
 
 
+class EventFineAccumulator:
+    r"""Sparse Stage-2 accumulator for the common case of the ``paper`` preset.
+
+    With ``logging="every"``, ``effect="actual"`` and ``decorrelation`` ``"did"`` or
+    ``"none"`` (no discount), a candidate's signals at step t are
+    :math:`O_t(S) = q_t` and :math:`O'_t(S) = q_t - c_t(S)` with the *run-level* series
+    :math:`q_t = d_t - \widehat{d}_t` (:math:`d_t` the observed decrease, :math:`\widehat d_t`
+    the auxiliary run's), and :math:`c_t(S) \ne 0` only at the steps whose batch contains S.
+    So a step costs :math:`O(b)` (the batch's events) instead of :math:`O(n)`, memory is
+    :math:`T + (\text{number of events})` per run (:math:`T\cdot b`, not :math:`T\cdot n`),
+    and the dense samples are built once, in :meth:`finalize`.
+
+    Parameters
+    ----------
+    n_candidates, config, batch_shape
+        As for :class:`FineAccumulator`.
+    n_steps
+        The number of steps of the run.
+    """
+
+    def __init__(self, n_candidates: int, config: FineConfig | str = "paper", *,
+                 batch_shape: tuple[int, ...] = (), n_steps: int) -> None:
+        self.config = fine_config(config) if isinstance(config, str) else config
+        if not self.supports(self.config):
+            raise FineError("EventFineAccumulator needs logging='every', effect='actual', "
+                            "decorrelation 'did' or 'none' and discount='none'")
+        self.shape = tuple(batch_shape) + (int(n_candidates),)
+        self.runs = int(np.prod(batch_shape)) if batch_shape else 1
+        self.n_steps = int(n_steps)
+        self._q = np.zeros((self.runs, self.n_steps))
+        self._ev_step: list[np.ndarray] = []
+        self._ev_index: list[np.ndarray] = []
+        self._ev_value: list[np.ndarray] = []
+        self._t = 0
+
+    @staticmethod
+    def supports(config: FineConfig) -> bool:
+        """Whether ``config`` has the sparse structure this class relies on."""
+        return (config.logging == "every" and config.effect == "actual"
+                and config.decorrelation in ("did", "none") and config.discount == "none")
+
+    def update(self, decrease: np.ndarray, aux: np.ndarray | None, run_index: np.ndarray,
+               candidate_index: np.ndarray, effect: np.ndarray) -> None:
+        r"""Add one step.
+
+        Parameters
+        ----------
+        decrease
+            :math:`d_t` per run, shape ``batch_shape`` (the observed decrease *with* every
+            candidate present).
+        aux
+            :math:`\widehat d_t` per run (``"did"``), or ``None`` (``"none"``).
+        run_index, candidate_index, effect
+            The events of this step: flat run index, candidate index and :math:`c_t(S)`.
+        """
+        if self._t >= self.n_steps:
+            raise FineError(f"more steps than n_steps={self.n_steps}")
+        d = np.asarray(decrease, dtype=float).reshape(self.runs)
+        if self.config.decorrelation == "did":
+            if aux is None:
+                raise FineError("decorrelation='did' needs the auxiliary run's decrease")
+            d = d - np.asarray(aux, dtype=float).reshape(self.runs)
+        if not np.all(np.isfinite(d)) or not np.all(np.isfinite(effect)):
+            raise FineError(f"non-finite f-INE signal at step {self._t} (did training diverge?)")
+        self._q[:, self._t] = d
+        if np.size(effect):
+            n = self.shape[-1]
+            self._ev_step.append(np.full(np.size(effect), self._t, dtype=np.int64))
+            self._ev_index.append(np.asarray(run_index, dtype=np.int64) * n
+                                  + np.asarray(candidate_index, dtype=np.int64))
+            self._ev_value.append(np.asarray(effect, dtype=float).reshape(-1))
+        self._t += 1
+
+    def signals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense ``(O, O')`` of shape ``batch_shape + (n, T)`` (built on demand)."""
+        T = self._t
+        n = self.shape[-1]
+        sig_p = np.repeat(self._q[:, None, :T], n, axis=1).reshape(self.runs * n, T)
+        sig_q = sig_p.copy()
+        if self._ev_step:
+            steps = np.concatenate(self._ev_step)
+            rows = np.concatenate(self._ev_index)
+            np.subtract.at(sig_q, (rows, steps), np.concatenate(self._ev_value))
+        return sig_p.reshape(self.shape + (T,)), sig_q.reshape(self.shape + (T,))
+
+    def finalize(self) -> FineAccumulator:
+        """The equivalent :class:`FineAccumulator` (same results as streaming densely)."""
+        sig_p, sig_q = self.signals()
+        return FineAccumulator.from_samples(sig_p, sig_q, self.config)
+
+    def results(self, spread: np.ndarray | float | None = None,
+                n_spread: int | None = None) -> Any:
+        """See :meth:`FineAccumulator.results`."""
+        return self.finalize().results(spread=spread, n_spread=n_spread)
+
+
 def _split(flat: Any, shape: tuple[int, ...]) -> list:
     """Split flat InfluenceResults of ``prod(shape)`` rows into nested per-run lists."""
     n = shape[-1]
@@ -603,5 +752,5 @@ def combine_sqrt(mu_step: np.ndarray, n_steps: np.ndarray | int) -> np.ndarray:
     return np.asarray(mu_step, dtype=float) * np.sqrt(np.asarray(n_steps, dtype=float))
 
 
-__all__ = ["PRESETS", "FineAccumulator", "FineConfig", "FineError", "combine_sqrt",
-           "fine_config"]
+__all__ = ["PRESETS", "EventFineAccumulator", "FineAccumulator", "FineConfig", "FineError",
+           "combine_sqrt", "fine_config"]

@@ -65,12 +65,32 @@ def ghost_dot(X_a: np.ndarray, R_a: np.ndarray, X_b: np.ndarray, R_b: np.ndarray
     return (X_a @ X_b.T) * np.matmul(R_a, np.swapaxes(R_b, -1, -2))
 
 
-def target_gradient(model: str, theta: np.ndarray, X_t: np.ndarray, y_t: np.ndarray
-                    ) -> np.ndarray:
-    r"""Gradient of the target :math:`\ell(\theta) = \frac1m\sum_j\mathrm{loss}(\theta;
-    x_j, y_j)` (mean loss on the target points), shape of ``theta``."""
+def target_gradient(model: str, theta: np.ndarray, X_t: np.ndarray, y_t: np.ndarray,
+                    kind: str = "loss") -> np.ndarray:
+    r"""Gradient of the target statistic, shape of ``theta``.
+
+    ``kind="loss"``: :math:`\ell(\theta) = \frac1m\sum_j\mathrm{loss}(\theta; x_j, y_j)`
+    (mean loss on the target points); ``kind="prediction"``: :math:`\ell(\theta) =
+    \frac1m\sum_j x_j^\top\theta_{:,0}` (the mean linear prediction of output 0, the
+    statistic of the harness's analytic oracle).
+    """
+    if kind == "prediction":
+        g = np.zeros(theta.shape)
+        g[..., :, 0] = X_t.mean(axis=0)
+        return g
+    if kind != "loss":
+        raise ValueError(f"unknown target kind {kind!r}; use 'loss' or 'prediction'")
     r = residuals(model, theta, X_t, y_t)            # (..., m, K)
     return np.matmul(X_t.T, r) / X_t.shape[0]       # (..., p, K)
+
+
+def target_value(model: str, theta: np.ndarray, X_t: np.ndarray, y_t: np.ndarray,
+                 kind: str = "loss") -> np.ndarray:
+    """The target statistic of :func:`target_gradient` at ``theta`` ``(..., p, K)``."""
+    z = np.matmul(X_t, theta)
+    if kind == "prediction":
+        return z[..., 0].mean(axis=-1)
+    return loss_and_residual(model, z, y_t)[0].mean(axis=-1)
 
 
 def candidate_weights(groups: list[np.ndarray] | np.ndarray, n: int) -> np.ndarray:
@@ -313,4 +333,4 @@ def loo_mean(with_s: np.ndarray, without_s: np.ndarray) -> np.ndarray:
 
 __all__ = ["TracInObserver", "candidate_weights", "ghost_dot", "hessian",
            "influence_function", "loo_mean", "per_example_gradients", "residuals",
-           "target_gradient", "trak_scores"]
+           "target_gradient", "target_value", "trak_scores"]

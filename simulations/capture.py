@@ -1,0 +1,322 @@
+r"""f-INE Stage 1: in-run capture of the per-step signals in the batched engine.
+
+:class:`FineCapture` is an observer of :func:`simulations.engine.train`. The engine trains
+``R = 2 R'`` replicas at once: replicas ``0 .. R'-1`` are the single runs f-INE is computed
+on, replicas ``R' .. 2R'-1`` their auxiliary runs (same recipe, other seeds) for the
+difference-in-differences, all in the same tensor computation (:func:`run_fine` lays the
+seeds out). At every step, before the update, for every run and every candidate S at once:
+
+.. math::
+
+    g_t = \nabla\ell(\theta_t),\qquad
+    d_t = -g_t^\top(\theta_{t+1}-\theta_t) = \eta_t\,g_t^\top(\nabla L_{B_t} + \sigma\xi_t),
+
+    c_t(S) = \frac{\eta_t}{|B_t|}\sum_{z\in S\cap B_t} w_z\,g_t^\top\nabla\mathrm{loss}_z
+    = \frac{\eta_t}{|B_t|}\sum_{z\in S\cap B_t} w_z\,(x_z^\top g_t)\,r_z,
+    \qquad \mathrm{base}_t(S) = d_t - c_t(S)
+
+(the ghost inner product: no per-example gradient is formed; ``similarity="cosine"``
+divides each inner product by the norms, :math:`\lVert x r^\top\rVert = \lVert x\rVert
+\lVert r\rVert`). ``effect="expected"`` replaces :math:`c_t` by
+:math:`\eta_t\,w_z\,g_t^\top\nabla\mathrm{loss}_z / N` for every candidate at every logged
+step. With ``discount="contraction"`` the capture also passes
+
+.. math::
+
+    \rho_t = \mathrm{clip}\Big(1 - \eta_t\,\frac{g_t^\top H_{B_t} g_t}{g_t^\top g_t}, 0, 1\Big),
+
+the batch Hessian's contraction along the target gradient. The first-order quantities come
+from :mod:`simulations.baselines` (ghost products), the statistics from
+:mod:`finf_stats.fine` (Stage 2). TracIn (the sum of the actual :math:`c_t`) is recorded as a
+by-product of the same products.
+
+For the ``paper`` preset with single-point candidates the capture is sparse
+(:class:`finf_stats.fine.EventFineAccumulator`): a step costs :math:`O(b)` beyond the
+target gradient, whatever the number of candidates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from finf_stats.fine import EventFineAccumulator, FineAccumulator, FineConfig, fine_config
+from simulations.baselines import (
+    candidate_weights,
+    residuals,
+    target_gradient,
+    target_value,
+)
+from simulations.engine import design_matrix, train
+from simulations.recipes import Recipe
+
+#: offset between a run's seed and its auxiliary run's seed
+AUX_SEED_OFFSET = 1_000_003
+
+
+class FineCapture:
+    r"""Engine observer collecting f-INE signals for all candidates of ``n_runs`` runs.
+
+    Parameters
+    ----------
+    X_t, y_t
+        Target points, features *with* the intercept column (``(m, p)``) and labels.
+    target
+        ``"loss"`` (their mean loss) or ``"prediction"`` (their mean linear prediction;
+        :func:`simulations.baselines.target_gradient`).
+    candidates
+        Indices of single training points ``(n_candidates,)`` or a list of index arrays
+        (groups).
+    config
+        :class:`finf_stats.fine.FineConfig` or a preset name.
+    n_runs
+        ``R'``: the replicas ``0 .. R'-1`` are the runs, ``R' .. 2R'-1`` their auxiliary
+        runs (only when the decorrelation is ``"did"``; otherwise the engine trains ``R'``).
+
+    Attributes
+    ----------
+    acc
+        The Stage-2 accumulator (batch shape ``(R', C)``).
+    tracin : ``(R', C, n_candidates)``
+        TracIn scores of the same runs.
+    final_target : ``(R, C)``
+        The target statistic of every replica's final model.
+    """
+
+    def __init__(self, X_t: np.ndarray, y_t: np.ndarray,
+                 candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper",
+                 *, n_runs: int, target: str = "loss") -> None:
+        self.target = target
+        self.config = fine_config(config) if isinstance(config, str) else config
+        self.X_t = np.asarray(X_t, dtype=float)
+        self.y_t = np.asarray(y_t)
+        self.singles = isinstance(candidates, np.ndarray) and candidates.ndim == 1
+        self.candidates = candidates
+        self.n_runs = int(n_runs)
+        self.uses_aux = self.config.decorrelation == "did"
+        self.acc: FineAccumulator | EventFineAccumulator | None = None
+        self.tracin: np.ndarray | None = None
+        self.final_target: np.ndarray | None = None
+        self.seconds = 0.0
+
+    @property
+    def n_replicas(self) -> int:
+        """Replicas the engine must train: ``2 R'`` with auxiliary runs, else ``R'``."""
+        return 2 * self.n_runs if self.uses_aux else self.n_runs
+
+    def on_start(self, ctx: Any) -> None:
+        R, C, p, K = ctx.shape
+        if R != self.n_replicas:
+            raise ValueError(f"FineCapture expects {self.n_replicas} replicas (runs and their "
+                             f"auxiliary runs), the engine trains {R}")
+        if self.X_t.shape[1] != p:
+            raise ValueError(f"target features have {self.X_t.shape[1]} columns, the model "
+                             f"{p} (include the intercept column: engine.design_matrix)")
+        self.model = ctx.recipe.model
+        self.l2 = ctx.recipe.l2
+        self.p_reg = p - 1 if ctx.recipe.fit_intercept else p
+        self.X = ctx.features
+        self.y = ctx.labels
+        self.n = ctx.features.shape[0]
+        self.weights = ctx.weights
+        self.C = C
+        self.A = candidate_weights(self.candidates, self.n)      # (S, n)
+        self.n_cand = self.A.shape[0]
+        if self.singles:
+            self.pos = np.full(self.n, -1, dtype=np.int64)
+            self.pos[np.asarray(self.candidates, dtype=np.int64)] = np.arange(self.n_cand)
+            self.cand_idx = np.asarray(self.candidates, dtype=np.int64)
+        shape = (self.n_runs, C)
+        cfg = self.config
+        if (self.singles and cfg.similarity == "dot" and EventFineAccumulator.supports(cfg)):
+            self.acc = EventFineAccumulator(self.n_cand, cfg, batch_shape=shape,
+                                            n_steps=ctx.n_steps)
+        else:
+            logged_steps = (ctx.n_steps if cfg.logging != "every_k"
+                            else -(-ctx.n_steps // cfg.every_k))
+            self.acc = FineAccumulator(self.n_cand, cfg, batch_shape=shape,
+                                       n_steps=logged_steps)
+        self.tracin = np.zeros(shape + (self.n_cand,))
+
+    # ------------------------------------------------------------------ one step
+    def on_step(self, info: Any) -> None:
+        t0 = time.perf_counter()
+        cfg = self.config
+        Rm, C, b = self.n_runs, self.C, info.denominator
+        lr = info.lr
+        P = info.params
+        g = target_gradient(self.model, P, self.X_t, self.y_t, self.target)   # (R,C,p,K)
+        full = info.gradient if info.noise is None else info.gradient + info.noise[:, None]
+        gfull = np.einsum("rcpk,rcpk->rc", g, full)
+        if cfg.similarity == "cosine":
+            gn = np.sqrt(np.einsum("rcpk,rcpk->rc", g, g))
+            fn = np.sqrt(np.einsum("rcpk,rcpk->rc", full, full))
+            d = lr * gfull / np.maximum(gn * fn, 1e-300)
+        else:
+            d = lr * gfull                                                # (R, C)
+        idx = info.batch_indices[:Rm]                                     # (Rm, b)
+        Xb = self.X[idx]                                                  # (Rm, b, p)
+        res = info.residuals[:Rm]                                         # (Rm, C, b, K)
+        w = info.batch_weights[:Rm]                                       # (Rm, C, b)
+        xg = np.einsum("rbp,rcpk->rcbk", Xb, g[:Rm])                      # (Rm, C, b, K)
+        dots = np.einsum("rcbk,rcbk->rcb", xg, res)                       # g . grad loss_z
+        contrib = lr * w * dots / b                                       # (Rm, C, b)
+        aux = d[Rm:] if self.uses_aux else None
+        if isinstance(self.acc, EventFineAccumulator):
+            s_b = self.pos[idx]                                           # (Rm, b)
+            rr, jj = np.nonzero(s_b >= 0)
+            ss = s_b[rr, jj]
+            cc = np.arange(C)
+            run = (rr[:, None] * C + cc[None, :]).reshape(-1)
+            cand = np.repeat(ss, C)
+            val = contrib[rr, :, jj].reshape(-1)
+            self.tracin.reshape(Rm * C, self.n_cand)[run, cand] += val
+            self.acc.update(d[:Rm], aux, run, cand, val)
+            self.seconds += time.perf_counter() - t0
+            return
+        # dense path: effect and base for every candidate
+        actual = self._scatter(contrib, idx)                              # (Rm, C, S)
+        self.tracin += actual
+        if cfg.similarity == "cosine":
+            xn = np.linalg.norm(Xb, axis=2)[:, None, :]                   # (Rm, 1, b)
+            rn = np.linalg.norm(res, axis=3)                              # (Rm, C, b)
+            hn = xn * rn
+            present = (w > 0).astype(float)
+            c_b = lr * present * dots / np.maximum(gn[:Rm, :, None] * hn, 1e-300) / b
+            xf = np.einsum("rbp,rcpk->rcbk", Xb, full[:Rm])
+            fh = np.einsum("rcbk,rcbk->rcb", xf, res)                     # full . h_z
+            a = w / b
+            norm_wo = np.sqrt(np.maximum(fn[:Rm, :, None] ** 2 - 2 * a * fh
+                                         + a ** 2 * hn ** 2, 1e-300))
+            base_b = lr * (gfull[:Rm, :, None] - a * dots) / np.maximum(
+                gn[:Rm, :, None] * norm_wo, 1e-300)
+            effect_act = self._scatter(c_b, idx)
+            in_b = self._scatter(np.ones_like(c_b), idx) > 0
+            base = np.where(in_b, self._scatter(base_b, idx), d[:Rm, :, None])
+        else:
+            effect_act = actual
+            in_b = self._scatter(np.ones_like(contrib), idx) > 0
+            base = d[:Rm, :, None] - actual
+        if cfg.effect == "expected":
+            effect = self._expected_effect(g[:Rm], P[:Rm], lr,
+                                           gn[:Rm] if cfg.similarity == "cosine" else None)
+        else:
+            effect = effect_act
+        logged = None
+        if cfg.logging == "in_batch":
+            logged = in_b
+        elif cfg.logging == "every_k" and info.step % cfg.every_k != 0:
+            logged = np.zeros_like(in_b)
+        rho = None
+        if cfg.discount == "contraction":
+            rho = self._contraction(g[:Rm], xg, res, w, b, idx, lr)[..., None]
+        self.acc.update(effect, base, None if aux is None else aux[..., None], logged=logged,
+                        contraction=rho)
+        self.seconds += time.perf_counter() - t0
+
+    def _scatter(self, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Per-batch-member values ``(Rm, C, b)`` summed into candidates ``(Rm, C, S)``."""
+        if self.singles:
+            out = np.zeros(values.shape[:2] + (self.n_cand,))
+            s_b = self.pos[idx]
+            rr, jj = np.nonzero(s_b >= 0)
+            np.add.at(out, (rr, slice(None), s_b[rr, jj]), values[rr, :, jj])
+            return out
+        Ab = self.A[:, idx]                                               # (S, Rm, b)
+        return np.einsum("rcb,srb->rcs", values, Ab)
+
+    def _expected_effect(self, g: np.ndarray, P: np.ndarray, lr: float,
+                         gn: np.ndarray | None) -> np.ndarray:
+        r""":math:`\eta_t w_z\,\mathrm{sim}(g_t, \nabla\mathrm{loss}_z)/N` for every candidate."""
+        r_all = residuals(self.model, P, self.X, self.y)                  # (Rm, C, n, K)
+        xg = np.einsum("np,rcpk->rcnk", self.X, g)
+        dots = np.einsum("rcnk,rcnk->rcn", xg, r_all)
+        if gn is not None:
+            hn = np.linalg.norm(self.X, axis=1)[None, None] * np.linalg.norm(r_all, axis=3)
+            dots = dots / np.maximum(gn[..., None] * hn, 1e-300)
+        per = lr * dots * self.weights[None] / self.n                     # (Rm, C, n)
+        return per @ self.A.T
+
+    def _contraction(self, g: np.ndarray, xg: np.ndarray, res: np.ndarray, w: np.ndarray,
+                     b: int, idx: np.ndarray, lr: float) -> np.ndarray:
+        r""":math:`\rho_t` per run, ``(Rm, C)``: the batch Hessian's curvature along g."""
+        if self.model == "multinomial":
+            yb = self.y[idx]                                              # (Rm, b)
+            prob = res + (yb[:, None, :, None] == np.arange(res.shape[-1]))
+            quad = (np.sum(prob * xg ** 2, axis=-1) - np.sum(prob * xg, axis=-1) ** 2)
+        elif self.model == "logistic":
+            s = res[..., 0] + self.y[idx][:, None, :]
+            quad = s * (1 - s) * xg[..., 0] ** 2
+        else:
+            quad = xg[..., 0] ** 2
+        curv = np.einsum("rcb,rcb->rc", w, quad) / b
+        gg = np.einsum("rcpk,rcpk->rc", g, g)
+        curv = curv + self.l2 * np.einsum("rcpk,rcpk->rc", g[:, :, :self.p_reg],
+                                          g[:, :, :self.p_reg])
+        return np.clip(1 - lr * curv / np.maximum(gg, 1e-300), 0.0, 1.0)
+
+    def on_end(self, params: np.ndarray) -> None:
+        self.final_target = target_value(self.model, params, self.X_t, self.y_t,
+                                         self.target)                     # (R, C)
+
+    # ------------------------------------------------------------------ results
+    def spread(self) -> tuple[np.ndarray, int]:
+        """Standard deviation of the final target over all replicas (per column) and K."""
+        if self.final_target is None:
+            raise RuntimeError("training has not finished")
+        k = int(self.final_target.shape[0])
+        if k < 2:
+            return np.full(self.final_target.shape[1], np.nan), k
+        return self.final_target.std(axis=0, ddof=1), k
+
+    def results(self) -> list:
+        """Stage 2: nested ``[run][column]`` lists of :class:`finf_stats.InfluenceResults`."""
+        if self.config.scaling != "spread":
+            return self.acc.results()
+        s, k = self.spread()
+        if k < 2:
+            raise ValueError("scaling='spread' needs at least 2 replicas for the target's "
+                             "spread (use decorrelation='did' or several runs)")
+        spread = np.broadcast_to(s[None, :], (self.n_runs, self.C))
+        return self.acc.results(spread=spread, n_spread=k)
+
+
+@dataclass
+class FineRun:
+    """The outcome of :func:`run_fine`: the capture, final parameters and timings."""
+
+    capture: FineCapture
+    params: np.ndarray
+    seconds: float
+    capture_seconds: float
+    seeds: np.ndarray
+
+    def results(self) -> list:
+        """Per run, the :class:`finf_stats.InfluenceResults` of column 0."""
+        return [row[0] for row in self.capture.results()]
+
+
+def run_fine(recipe: Recipe, X: np.ndarray, y: np.ndarray, X_t: np.ndarray, y_t: np.ndarray,
+             candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper", *,
+             seeds: np.ndarray | list[int] = (0,), weights: np.ndarray | None = None,
+             observers: tuple = (), target: str = "loss") -> FineRun:
+    """Train ``len(seeds)`` single runs (and their auxiliary runs) with f-INE capture.
+
+    ``X_t`` has *no* intercept column (it is added like the engine adds it to ``X``). The
+    auxiliary run of seed ``s`` uses seed ``s + AUX_SEED_OFFSET``. Extra ``observers`` (e.g.
+    :class:`simulations.baselines.TracInObserver`) see all replicas.
+    """
+    seeds = np.asarray(seeds, dtype=np.int64)
+    Xt = design_matrix(np.asarray(X_t, dtype=float), recipe.fit_intercept)
+    cap = FineCapture(Xt, y_t, candidates, config, n_runs=len(seeds), target=target)
+    all_seeds = np.concatenate([seeds, seeds + AUX_SEED_OFFSET]) if cap.uses_aux else seeds
+    t0 = time.perf_counter()
+    params = train(recipe, X, y, weights, seeds=all_seeds, observers=(cap, *observers))
+    return FineRun(capture=cap, params=params, seconds=time.perf_counter() - t0,
+                   capture_seconds=cap.seconds, seeds=all_seeds)
+
+
+__all__ = ["AUX_SEED_OFFSET", "FineCapture", "FineRun", "run_fine"]
