@@ -161,13 +161,24 @@ def _threshold_max(t: _Thresholds) -> np.ndarray:
 
 
 def _probit(t: _Thresholds) -> np.ndarray:
+    """Median ``mu_tau`` over central thresholds; where a row has none, over the interior
+    ones (both rates strictly inside (0, 1)); failing that (tiny samples with ties), over every
+    non-trivial threshold with the paper's clipped rates."""
     mu_tau = t.mu_tau(clipped=False)
     mask = t.central()
     fallback = ~mask.any(axis=1)
     if fallback.any():
         mask = mask.copy()
         mask[fallback] = t.interior()[fallback]
-    est = np.full(mask.shape[0], np.nan)
+    last = ~mask.any(axis=1)
+    if last.any():
+        nontrivial = t.valid & ~((t.count_x == 0) & (t.count_y == 0)) & ~(
+            (t.count_x == t.n_x) & (t.count_y == t.n_y))
+        mask[last] = nontrivial[last]
+        mu_tau = np.where(last[:, None], t.mu_tau(clipped=True), mu_tau)
+    # a row without any non-trivial threshold has one value in both samples (possible only in
+    # bootstrap resamples; the inputs themselves are rejected): no test separates them, mu = 0
+    est = np.zeros(mask.shape[0])
     has = mask.any(axis=1)
     if has.any():
         est[has] = np.nanmedian(np.where(mask[has], mu_tau[has], np.nan), axis=1)
