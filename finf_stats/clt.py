@@ -50,6 +50,8 @@ from finf_stats.tradeoff import TradeOff
 _ABS_THIRD_MOMENT = 2.0 * np.sqrt(2.0 / np.pi)
 #: Berry–Esseen constant of Dong–Roth–Su Theorem 3.4.
 _BERRY_ESSEEN = 0.56
+#: Flat pieces narrower than this (in total) are taken for round-off, not for ``L = -inf``.
+_FLAT_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,9 @@ def functionals(f: TradeOff, n_knots: int = 20001) -> Functionals:
     """``kl``, ``kappa_2``, ``kappa_3`` and ``bar-kappa_3`` of a trade-off function.
 
     Piecewise-linear curves are integrated exactly, piece by piece: a piece of width ``Δα``
-    and slope ``-e^L`` contributes ``-L Δα``, ``L^2 Δα``, ``|L|^3 Δα``; a flat piece
-    (``L = -inf``) of positive width makes all four infinite, the atom at ``α = 0`` (zero
+    and slope ``-e^L`` contributes ``-L Δα``, ``L^2 Δα``, ``|L|^3 Δα``; flat pieces
+    (``L = -inf``) of total width above ``1e-12`` make all four infinite (narrower ones are
+    round-off of the knots and are ignored), the atom at ``α = 0`` (zero
     ``P``-mass) contributes nothing. Gaussian curves use the closed forms of
     ``L ~ N(-mu^2/2, mu^2)``: ``kl = mu^2/2``, ``kappa_2 = mu^2 + mu^4/4``, ``kappa_3 =
     E|L|^3`` (folded normal), ``bar-kappa_3 = 2 sqrt(2/pi) mu^3``. Other closed forms go through
@@ -128,7 +131,7 @@ def functionals(f: TradeOff, n_knots: int = 20001) -> Functionals:
         )
         return Functionals(m, mu**2 + mu**4 / 4, kappa3, float(_ABS_THIRD_MOMENT * mu**3))
     atoms = privacy_loss_atoms(f, n_knots)
-    if atoms.p_neg_inf > 0:
+    if atoms.p_neg_inf > _FLAT_TOLERANCE:
         return Functionals(np.inf, np.inf, np.inf, np.inf)
     L, p = atoms.log_ratio, atoms.p
     kl = float(-np.sum(p * L))
