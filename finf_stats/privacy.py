@@ -159,14 +159,14 @@ def _eps_one(mu: float, delta: float) -> float:
         return 0.0
     if np.isinf(mu):
         return np.inf
-    if delta >= 2 * stats.norm.cdf(mu / 2) - 1:
-        return 0.0
     target = np.log(delta)
     hi = mu * (mu / 2 + stats.norm.isf(delta))  # there Phi(-eps/mu + mu/2) = delta
 
     def gap(e: float) -> float:
         return float(_log_delta(np.array(mu), np.array(e))) - target
 
+    if hi <= 0 or gap(0.0) <= 0:  # delta >= delta(0) = 2 Phi(mu/2) - 1
+        return 0.0
     return float(optimize.brentq(gap, 0.0, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps))
 
 
@@ -182,6 +182,10 @@ def _mu_one(eps: float, delta: float) -> float:
     def gap(m: float) -> float:
         return float(_log_delta(np.array(m), np.array(eps))) - target
 
+    while gap(lo) >= 0:  # round-off at the bracket: step down (delta_mu increases in mu)
+        lo /= 2
+        if lo < 1e-300:
+            return 0.0
     hi = max(2 * lo, 1.0)
     while gap(hi) <= 0:
         hi *= 2
