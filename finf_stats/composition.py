@@ -129,8 +129,8 @@ def compose(
     on ``DEFAULT_GRID``: ``mu = (0.3, 0.4)``: ``1.6e-5`` at ``h = 1e-2``, ``1.5e-7`` at
     ``h = 1e-3``, ``1.6e-9`` at ``h = 1e-4``; ``mu = (1, 1)``: ``5.2e-6``, ``5.0e-8``,
     ``5.1e-10``; ``G_{0.1}^{⊗100}`` against ``G_1``: ``3.3e-6`` at ``h = 1e-3``. For curves with
-    a few linear pieces (atoms of ``L`` off the grid) the error is first order, at most about
-    ``h / 4`` per factor (measured ``0.24 h`` for two random 2-5 atom pairs). In every case the
+    a few linear pieces (atoms of ``L`` off the grid) the error is first order in ``h``
+    (measured up to ``0.24 h`` for products of two random 2-5-atom pairs). In every case the
     result was below the exact product (pessimistic) to within ``1e-15``. Re-composing a
     composed curve on the same grid is exact (its atoms already lie on the grid), so
     ``compose`` is associative and commutative to round-off.
