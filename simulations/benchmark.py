@@ -1,0 +1,168 @@
+"""Benchmarks of the harness (``finf bench retrain``).
+
+:func:`retrain` trains the recipe of the issue (multinomial logistic regression, n = 1,000,
+d = 64, 10 classes, 20 epochs, batch 32) three ways and reports retrains per second:
+
+* ``batched``: the engine, ``R`` seeds × ``C`` weightings (the full set and ``C - 1``
+  single-point removals, as in a ground-truth job) in one call;
+* ``reference``: :func:`simulations.reference.train_reference`, one model at a time;
+* ``sklearn``: ``SGDClassifier(loss="log_loss")`` in a loop (its own SGD: batch 1,
+  one-vs-rest; a familiar yardstick, not the same algorithm).
+
+It also measures the machine's dense matmul throughput (a 1000×1000 float64 product) and
+the engine's achieved GFLOP/s on its two matmuls per step (forward ``X_B Θ`` and backward
+``X_Bᵀ G``, each ``2 R b p C K`` flops), and the peak memory the engine allocates
+(tracemalloc, numpy arrays included, measured on a one-epoch run since nothing grows
+with the number of steps).
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+from simulations.engine import train
+from simulations.recipes import Recipe, Schedule
+from simulations.reference import train_reference
+
+
+def matmul_gflops(size: int = 1000, repeats: int = 3) -> float:
+    """Best-of-``repeats`` GFLOP/s of a ``size × size`` float64 matrix product."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((size, size)), rng.standard_normal((size, size))
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * size ** 3 / best / 1e9
+
+
+def retrain(quick: bool = False) -> dict[str, Any]:
+    """Retrains per second of the batched engine, the reference loop and sklearn."""
+    n, d, K, b = 1000, 64, 10, 32
+    epochs = 2 if quick else 20
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((K, d))
+    y = np.arange(n) % K
+    X = means[y] + 2.0 * rng.standard_normal((n, d))
+    X = (X - X.mean(0)) / X.std(0)
+    recipe = Recipe(model="multinomial", epochs=epochs, batch_size=b, n_classes=K, l2=1e-3,
+                    schedule=Schedule(lr=0.05), name="bench-retrain")
+    R, C = (4, 25) if quick else (20, 50)
+    weights = np.ones((C, n))
+    for c, i in enumerate(rng.choice(n, size=C - 1, replace=False), start=1):
+        weights[c, i] = 0.0
+    seeds = np.arange(R)
+
+    repeats = 1 if quick else 2
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        train(recipe, X, y, weights, seeds)
+        best = min(best, time.perf_counter() - t)
+    # peak memory on one epoch (tracing slows numpy down; memory does not grow with epochs)
+    tracemalloc.start()
+    train(recipe.with_(epochs=1), X, y, weights, seeds)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    batched_per_s = R * C / best
+
+    n_ref = 2 if quick else 8
+    t = time.perf_counter()
+    for s in range(n_ref):
+        train_reference(recipe, X, y, weights[s % C], seed=s)
+    reference_per_s = n_ref / (time.perf_counter() - t)
+
+    from sklearn.linear_model import SGDClassifier
+
+    n_sk = 2 if quick else 5
+    t = time.perf_counter()
+    for s in range(n_sk):
+        SGDClassifier(loss="log_loss", alpha=1e-3, max_iter=epochs, tol=None,
+                      learning_rate="constant", eta0=0.05, random_state=s).fit(X, y)
+    sklearn_per_s = n_sk / (time.perf_counter() - t)
+
+    steps = recipe.steps_per_epoch(n) * epochs
+    p = d + 1
+    flops = steps * 2 * (2 * R * b * p * C * K)
+    achieved = flops / best / 1e9
+    peak_gflops = matmul_gflops()
+    return {
+        "recipe": recipe.to_dict(), "n": n, "d": d, "classes": K, "replicas": R,
+        "columns": C, "models": R * C, "batched_seconds": best,
+        "batched_per_s": batched_per_s, "reference_per_s": reference_per_s,
+        "sklearn_per_s": sklearn_per_s,
+        "speedup_vs_reference": batched_per_s / reference_per_s,
+        "speedup_vs_sklearn": batched_per_s / sklearn_per_s,
+        "engine_matmul_gflops": achieved, "machine_matmul_gflops": peak_gflops,
+        "fraction_of_matmul_peak": achieved / peak_gflops,
+        "peak_memory_mb": peak / 2 ** 20,
+        "meets_20x": bool(batched_per_s / reference_per_s >= 20),
+    }
+
+
+def fine(quick: bool = False) -> dict[str, Any]:
+    """Overhead of f-INE's in-run capture (``finf bench fine``; appended by the f-INE work).
+
+    The recipe of :func:`retrain` (multinomial logistic regression, n = 1,000, d = 64, 10
+    classes, 20 epochs, batch 32); every training point is a candidate and every step is
+    logged (preset ``paper``: did signals, so each run trains with its auxiliary run in the
+    same engine call). ``overhead_ratio`` = time of that engine call with
+    :class:`simulations.capture.FineCapture` / time of the same call (same replicas) without
+    it. ``stage2_s`` is the one-off Stage-2 estimation after training (threshold-max on all
+    candidates), reported apart; ``peak_mb`` is the tracemalloc peak of the capture run.
+    """
+    from finf_stats.fine import fine_config
+    from simulations.capture import AUX_SEED_OFFSET, FineCapture
+    from simulations.engine import design_matrix
+
+    n, d, K, b = 1000, 64, 10, 32
+    epochs = 2 if quick else 20
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((K, d))
+    y = np.arange(n) % K
+    X = means[y] + 2.0 * rng.standard_normal((n, d))
+    X = (X - X.mean(0)) / X.std(0)
+    Xt = design_matrix(X[:10] + 0.1, True)
+    yt = y[:10]
+    recipe = Recipe(model="multinomial", epochs=epochs, batch_size=b, n_classes=K, l2=1e-3,
+                    schedule=Schedule(lr=0.05), name="bench-retrain")
+    out: dict[str, Any] = {"n": n, "d": d, "classes": K, "epochs": epochs, "batch": b,
+                           "candidates": n, "logged": "every step", "preset": "paper"}
+    for runs in ((1, 4) if quick else (1, 10)):
+        seeds = np.concatenate([np.arange(runs), np.arange(runs) + AUX_SEED_OFFSET])
+        plain = np.inf
+        for _ in range(1 if quick else 3):
+            t = time.perf_counter()
+            train(recipe, X, y, None, seeds)
+            plain = min(plain, time.perf_counter() - t)
+        best = np.inf
+        for _ in range(1 if quick else 3):
+            cap = FineCapture(Xt, yt, np.arange(n), fine_config("paper", n_bootstrap=100),
+                              n_runs=runs)
+            t = time.perf_counter()
+            train(recipe, X, y, None, seeds, observers=[cap])
+            best = min(best, time.perf_counter() - t)
+        row = {"plain_s": plain, "capture_s": best, "overhead_ratio": best / plain}
+        if runs == 1:
+            # peak memory in a separate run: tracemalloc slows every allocation
+            cap = FineCapture(Xt, yt, np.arange(n), fine_config("paper", n_bootstrap=100),
+                              n_runs=runs)
+            tracemalloc.start()
+            train(recipe, X, y, None, seeds, observers=[cap])
+            row["peak_mb"] = tracemalloc.get_traced_memory()[1] / 2 ** 20
+            tracemalloc.stop()
+            t = time.perf_counter()
+            cap.results()
+            row["stage2_s"] = time.perf_counter() - t
+        out[f"runs_{runs}"] = row
+    key = "runs_1"
+    out["overhead_ratio"] = out[key]["overhead_ratio"]
+    out["overhead_ratio_batched"] = out[f"runs_{4 if quick else 10}"]["overhead_ratio"]
+    out["peak_mb"] = out[key]["peak_mb"]
+    out["target"] = "overhead_ratio <= 1.5"
+    return out
