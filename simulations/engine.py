@@ -189,9 +189,42 @@ def _diverged(recipe: Recipe, step: int, epoch: int, bad: np.ndarray,
         f"(now {recipe.schedule.lr}) or raise l2")
 
 
+def _fused_softmax_step(Z: np.ndarray, yb: np.ndarray, wb: np.ndarray, scale: float,
+                        cache: dict[int, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
+    """Multinomial step with few passes over ``Z (R, b, C, K)``, overwriting ``Z``.
+
+    Returns ``G = scale * w * (softmax(Z) - onehot(y))`` (in ``Z``'s buffer) and the batch
+    loss, or ``(None, _)`` when the fast exponentials could overflow (the caller then takes
+    the stable path; ``Z`` is left untouched in that case).
+    """
+    R, b, C, K = Z.shape
+    flat = Z.reshape(R * b, C, K)
+    if b not in cache:
+        cache[b] = np.repeat(np.arange(R * b)[:, None], C, axis=1), np.arange(C)[None, :]
+    ri, ci = cache[b]
+    yi = np.repeat(yb.reshape(R * b, 1), C, axis=1)
+    zy = flat[ri, ci, yi].reshape(R, b, C)
+    if not np.isfinite(zy).all():
+        return None, zy[..., 0]
+    zmax, zmin = float(Z.max()), float(Z.min())
+    lim = 80.0 if Z.dtype == np.float32 else 700.0
+    if zmax > lim or zmin < -lim or not np.isfinite(zmax + zmin):
+        return None, zy[..., 0]  # exp would overflow or whole rows underflow: stable path
+    e = np.exp(Z, out=Z)  # in place: no new buffer per step
+    tot = np.matmul(e, np.ones((K, 1), dtype=e.dtype))[..., 0]  # (R, b, C)
+    lse = np.log(tot)
+    if not np.isfinite(lse).all():  # cannot happen after the checks above; be safe
+        raise FloatingPointError("softmax normaliser underflowed")
+    batch_loss = np.einsum("rbc,rbc->rc", lse - zy, wb) / b
+    sw = wb * scale  # (R, b, C)
+    e *= (sw / tot)[..., None]
+    e.reshape(R * b, C, K)[ri, ci, yi] -= sw.reshape(R * b, C)
+    return e, batch_loss
+
+
 def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
-          seeds: Sequence[int] | np.ndarray = (0,), observers: Sequence[Any] = ()
-          ) -> np.ndarray:
+          seeds: Sequence[int] | np.ndarray = (0,), observers: Sequence[Any] = (),
+          dtype: type = np.float64) -> np.ndarray:
     """Train ``len(seeds) × len(weights)`` models of ``recipe`` at once.
 
     Parameters
@@ -208,6 +241,9 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
         ``R`` non-negative integer seeds, one per replica (shared by its ``C`` columns).
     observers
         Objects with optional ``on_start``/``on_step``/``on_end`` (module docstring).
+    dtype
+        Compute precision: ``numpy.float64`` (default; equals the reference to rounding) or
+        ``numpy.float32`` (about twice as fast; agrees to ~1e-5 relative).
 
     Returns
     -------
@@ -220,7 +256,13 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
         The loss became NaN/inf (the message names recipe, step and models).
     """
     X, y, weights, seeds, K = check_inputs(recipe, X, y, weights, seeds)
-    Xa = design_matrix(X, recipe.fit_intercept)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError("dtype must be float64 or float32")
+    Xa = design_matrix(X, recipe.fit_intercept).astype(dtype)
+    weights = weights.astype(dtype)
+    if recipe.model in ("linear", "ridge"):
+        y = y.astype(dtype)
     n, p = Xa.shape
     R, C = len(seeds), weights.shape[0]
     p_reg = p - 1 if recipe.fit_intercept else p
@@ -230,7 +272,7 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
     sigma = float(recipe.grad_noise)
 
     streams = [seed_streams(s) for s in seeds]
-    W = np.empty((R, p, C, K))
+    W = np.empty((R, p, C, K), dtype=dtype)
     for r, (init_rng, _, _) in enumerate(streams):
         W[r] = draw_init(recipe.init, init_rng, (p, K), recipe.fit_intercept)[:, None, :]
     Wf = W.reshape(R, p, C * K)
@@ -246,28 +288,41 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
             if hasattr(o, "on_start"):
                 o.on_start(ctx)
 
+    # observers need the unweighted residuals: the fused multinomial step skips them
+    fused = recipe.model == "multinomial" and not on_step
+    rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    zbuf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     step = 0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(recipe.epochs):
             perms = np.stack([pr.permutation(n) for _, pr, _ in streams])  # (R, n)
-            noise = (np.stack([nr.standard_normal((spe, p, K)) for _, _, nr in streams])
-                     if sigma > 0 else None)
+            noise = (np.stack([nr.standard_normal((spe, p, K)) for _, _, nr in streams]
+                              ).astype(dtype, copy=False) if sigma > 0 else None)
             Xe = Xa[perms]  # (R, n, p)
             ye = y[perms]  # (R, n)
             we = np.ascontiguousarray(np.moveaxis(weights[:, perms], 0, 2))  # (R, n, C)
             for j, (s, e) in enumerate(bounds):
                 b = e - s
                 Xb = Xe[:, s:e]
-                Z = np.matmul(Xb, Wf).reshape(R, b, C, K)
-                loss, res = loss_and_residual(recipe.model, Z, ye[:, s:e, None])
+                if b not in zbuf:
+                    zbuf[b] = (np.empty((R, b, C * K), dtype=dtype),
+                               np.empty((R, p, C * K), dtype=dtype))
+                Z = np.matmul(Xb, Wf, out=zbuf[b][0]).reshape(R, b, C, K)
                 wb = we[:, s:e]  # (R, b, C)
-                batch_loss = np.einsum("rbc,rbc->rc", loss, wb) / b
+                lr = float(lrs[step])
+                G = None
+                if fused:
+                    G, batch_loss = _fused_softmax_step(Z, ye[:, s:e], wb, lr / b, rows)
+                if G is None:
+                    loss, res = loss_and_residual(recipe.model, Z, ye[:, s:e, None])
+                    batch_loss = np.einsum("rbc,rbc->rc", loss, wb) / b
                 if not np.isfinite(batch_loss).all():
                     raise _diverged(recipe, step, epoch, ~np.isfinite(batch_loss), seeds)
-                lr = float(lrs[step])
-                # lr folded into the residual weights: one BLAS call gives lr * data gradient
-                G = res * (wb * (lr / b))[..., None]
-                lr_grad = np.matmul(Xb.transpose(0, 2, 1), G.reshape(R, b, C * K))
+                if G is None:
+                    # lr folded into the residual weights: one BLAS call gives lr * gradient
+                    G = res * (wb * (lr / b))[..., None]
+                lr_grad = np.matmul(Xb.transpose(0, 2, 1), G.reshape(R, b, C * K),
+                                    out=zbuf[b][1])
                 lr_grad = lr_grad.reshape(R, p, C, K)
                 eps = None if noise is None else sigma * noise[:, j]  # (R, p, K)
                 if on_step:

@@ -162,3 +162,12 @@ def test_bad_inputs(bad: dict, match: str) -> None:
     kw = {"weights": None, "seeds": [0], "y": LABELS["logistic"]} | bad
     with pytest.raises(ValueError, match=match):
         train(Recipe(model="logistic", epochs=1), X, kw["y"], kw["weights"], kw["seeds"])
+
+
+def test_float32_engine_close_to_reference() -> None:
+    recipe = Recipe(model="multinomial", epochs=3, batch_size=10, grad_noise=0.05)
+    y = LABELS["multinomial"]
+    p32 = train(recipe, X, y, None, [4], dtype=np.float32)
+    assert p32.dtype == np.float32
+    ref = train_reference(recipe, X, y, None, 4)
+    np.testing.assert_allclose(p32[0, 0], ref, rtol=1e-4, atol=1e-5)
