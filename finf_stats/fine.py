@@ -415,6 +415,23 @@ class FineAccumulator:
         self._store(idx, p_i, q_i)
         self.count[idx] = n_new
 
+    def discount(self, contraction: np.ndarray | float) -> None:
+        r"""Apply the contraction :math:`\rho` of unlogged steps to every earlier contribution.
+
+        With ``logging="every_k"`` the steps between two logged ones still contract what
+        came before (:math:`w_t = \prod_{s>t}\rho_s` runs over *all* steps); a capture may
+        pass their product here (or fold it into the next :meth:`update`). No-op without
+        ``discount="contraction"``.
+        """
+        if self.config.discount != "contraction":
+            return
+        rho = np.broadcast_to(np.asarray(contraction, dtype=float), self.shape).reshape(-1)
+        self._A *= rho
+        self._W1 *= rho
+        self._W2 *= rho * rho
+        self._V *= rho * rho
+        self._b_w2 *= rho * rho
+
     def _block_update(self, idx: np.ndarray, q: np.ndarray) -> None:
         n = self._b_n[idx] + 1
         delta = q - self._b_mean[idx]
@@ -495,8 +512,9 @@ class FineAccumulator:
         return (self._W1 / np.sqrt(np.maximum(self._W2, 1e-300))).reshape(self.shape)
 
     def results(self, spread: np.ndarray | float | None = None,
-                n_spread: int | None = None) -> Any:
-        """Stage 2: the signed influence of every candidate.
+                n_spread: int | None = None, effect_sd: np.ndarray | None = None,
+                n_effect: int | None = None) -> Any:
+        r"""Stage 2: the signed influence of every candidate.
 
         Parameters
         ----------
@@ -504,8 +522,27 @@ class FineAccumulator:
             For ``scaling="spread"``: the standard deviation :math:`s_K` of the final target
             over K runs of the recipe (a scalar, or one per run of ``batch_shape``).
         n_spread
-            K, the number of runs behind ``spread`` (its chi-square interval widens the
-            interval of mu); ``None`` treats ``spread`` as exact.
+            K, the number of runs behind ``spread``; ``None`` treats ``spread`` as exact.
+        effect_sd, n_effect
+            For ``scaling="spread"``: the across-run standard deviation
+            :math:`\mathrm{sd}_K(A)` of the discounted one-run effect
+            :math:`A = \sum_t w_t c_t` over ``n_effect`` runs (shape ``(n,)`` or
+            ``batch_shape + (n,)``). With it the interval is the across-run one:
+
+            .. math::
+
+                \hat\mu = A/s_K,\qquad
+                \widehat{\mathrm{se}}^2 = \frac{\mathrm{sd}_K(A)^2}{s_K^2}
+                + \frac{\hat\mu^2}{2(K_s-1)},\qquad
+                \hat\mu \pm t_{K_e-1,\,1-a/2}\,\widehat{\mathrm{se}},
+
+            the variability of a single run's :math:`A` around its mean over runs plus the
+            delta-method variance of :math:`1/s_K` (chi-square, :math:`K_s` = ``n_spread``),
+            and the p-value of :math:`\mu = 0` from the same t statistic. It does *not*
+            contain the first-order error :math:`E[A] - E[\ell(D\setminus S) - \ell(D)]`.
+            Without ``effect_sd`` the interval is the older one (relative width of the
+            per-step binormal interval and the chi-square interval of :math:`s_K`), which
+            measures per-step noise, not run-to-run variability (kept for comparison).
 
         Returns
         -------
@@ -516,12 +553,13 @@ class FineAccumulator:
         if min(self.count) < 3 and self.config.scaling in ("sqrt_steps", "none"):
             raise FineError(f"f-INE needs at least 3 logged steps per candidate; the fewest "
                             f"logged is {int(min(self.count))}")
-        flat = self._results_flat(spread, n_spread)
+        flat = self._results_flat(spread, n_spread, effect_sd, n_effect)
         if len(self.shape) == 1:
             return flat
         return _split(flat, self.shape)
 
-    def _results_flat(self, spread: Any, n_spread: int | None) -> Any:
+    def _results_flat(self, spread: Any, n_spread: int | None, effect_sd: Any = None,
+                      n_effect: int | None = None) -> Any:
         from finf_stats.results import InfluenceResults
 
         cfg = self.config
@@ -550,6 +588,8 @@ class FineAccumulator:
             if np.any(~(s > 0)):
                 raise FineError("spread must be positive")
             den = s
+            if effect_sd is not None:
+                return self._across_run_interval(num, s, effect_sd, n_spread, n_effect)
             if n_spread is not None and n_spread >= 2:
                 a = 1 - cfg.confidence
                 df = n_spread - 1
@@ -575,6 +615,32 @@ class FineAccumulator:
             method=f"fine[{step.method}, {cfg.scaling}]", n_with=step.n_with,
             n_without=step.n_without, confidence=cfg.confidence,
             probit_slope=step.probit_slope, max_gap=step.max_gap)
+
+    def _across_run_interval(self, num: np.ndarray, s: np.ndarray, effect_sd: Any,
+                             n_spread: int | None, n_effect: int | None) -> Any:
+        """The across-run interval of ``scaling="spread"`` (see :meth:`results`)."""
+        from finf_stats.results import InfluenceResults
+
+        cfg = self.config
+        if n_effect is None or n_effect < 2:
+            raise FineError("effect_sd needs n_effect >= 2 runs")
+        sd = np.broadcast_to(np.asarray(effect_sd, dtype=float), self.shape).reshape(-1)
+        mu = num / s
+        var = (sd / s) ** 2
+        if n_spread is not None and n_spread >= 2:
+            var = var + mu ** 2 / (2 * (n_spread - 1))
+        se = np.sqrt(var)
+        df = n_effect - 1
+        q = stats.t.ppf(0.5 + cfg.confidence / 2, df)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tstat = np.where(se > 0, np.abs(mu) / np.where(se > 0, se, 1), np.inf)
+        p_value = np.where(mu == 0, 1.0, 2 * stats.t.sf(tstat, df))
+        count = self.count.copy()
+        return InfluenceResults(
+            mu=mu, ci_low=mu - q * se, ci_high=mu + q * se, p_value=p_value,
+            method=f"fine[across-run t{df}, spread]", n_with=count, n_without=count.copy(),
+            confidence=cfg.confidence, probit_slope=np.full(self.size, np.nan),
+            max_gap=np.full(self.size, np.nan))
 
     def _step_estimates(self) -> Any:
         """The per-step estimator on every candidate's samples (flat, length M)."""
@@ -708,6 +774,40 @@ class EventFineAccumulator:
             self._ev_value.append(np.asarray(effect, dtype=float).reshape(-1))
         self._t += 1
 
+    def update_many(self, decrease: np.ndarray, aux: np.ndarray | None, step: np.ndarray,
+                    run_index: np.ndarray, candidate_index: np.ndarray,
+                    effect: np.ndarray) -> None:
+        r"""Add ``S`` consecutive steps at once (the same as ``S`` calls of :meth:`update`).
+
+        Parameters
+        ----------
+        decrease, aux
+            :math:`d_t` and :math:`\widehat d_t`, shape ``(S,) + batch_shape`` (``aux``
+            ``None`` for ``"none"``).
+        step, run_index, candidate_index, effect
+            The events of the ``S`` steps: the step within the block (``0 .. S-1``), flat run
+            index, candidate index and :math:`c_t(S)`.
+        """
+        d = np.asarray(decrease, dtype=float).reshape(-1, self.runs)
+        S = d.shape[0]
+        if self._t + S > self.n_steps:
+            raise FineError(f"more steps than n_steps={self.n_steps}")
+        if self.config.decorrelation == "did":
+            if aux is None:
+                raise FineError("decorrelation='did' needs the auxiliary run's decrease")
+            d = d - np.asarray(aux, dtype=float).reshape(S, self.runs)
+        if not np.all(np.isfinite(d)) or not np.all(np.isfinite(effect)):
+            raise FineError(f"non-finite f-INE signal in steps {self._t}..{self._t + S - 1} "
+                            "(did training diverge?)")
+        self._q[:, self._t:self._t + S] = d.T
+        if np.size(effect):
+            n = self.shape[-1]
+            self._ev_step.append(np.asarray(step, dtype=np.int64) + self._t)
+            self._ev_index.append(np.asarray(run_index, dtype=np.int64) * n
+                                  + np.asarray(candidate_index, dtype=np.int64))
+            self._ev_value.append(np.asarray(effect, dtype=float).reshape(-1))
+        self._t += S
+
     def signals(self) -> tuple[np.ndarray, np.ndarray]:
         """Dense ``(O, O')`` of shape ``batch_shape + (n, T)`` (built on demand)."""
         T = self._t
@@ -726,9 +826,11 @@ class EventFineAccumulator:
         return FineAccumulator.from_samples(sig_p, sig_q, self.config)
 
     def results(self, spread: np.ndarray | float | None = None,
-                n_spread: int | None = None) -> Any:
+                n_spread: int | None = None, effect_sd: np.ndarray | None = None,
+                n_effect: int | None = None) -> Any:
         """See :meth:`FineAccumulator.results`."""
-        return self.finalize().results(spread=spread, n_spread=n_spread)
+        return self.finalize().results(spread=spread, n_spread=n_spread, effect_sd=effect_sd,
+                                       n_effect=n_effect)
 
 
 def _split(flat: Any, shape: tuple[int, ...]) -> list:
