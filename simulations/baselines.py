@@ -48,6 +48,12 @@ def residuals(model: str, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> np
     return loss_and_residual(model, z, y)[1]
 
 
+def residuals_from_logits(model: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    r"""Residuals :math:`\partial\mathrm{loss}/\partial z` from the linear predictor ``z``
+    ``(..., m, K)`` and labels ``y`` ``(m,)`` (broadcast over the leading axes)."""
+    return loss_and_residual(model, z, y)[1]
+
+
 def per_example_gradients(model: str, theta: np.ndarray, X: np.ndarray,
                           y: np.ndarray) -> np.ndarray:
     """Explicit per-example gradients ``(m, p, K)`` of the loss at ``theta`` ``(p, K)``."""
@@ -333,4 +339,5 @@ def loo_mean(with_s: np.ndarray, without_s: np.ndarray) -> np.ndarray:
 
 __all__ = ["TracInObserver", "candidate_weights", "ghost_dot", "hessian",
            "influence_function", "loo_mean", "per_example_gradients", "residuals",
+           "residuals_from_logits",
            "target_gradient", "target_value", "trak_scores"]

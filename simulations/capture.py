@@ -47,6 +47,7 @@ from finf_stats.fine import EventFineAccumulator, FineAccumulator, FineConfig, f
 from simulations.baselines import (
     candidate_weights,
     residuals,
+    residuals_from_logits,
     target_gradient,
     target_value,
 )
@@ -88,7 +89,7 @@ class FineCapture:
 
     def __init__(self, X_t: np.ndarray, y_t: np.ndarray,
                  candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper",
-                 *, n_runs: int, target: str = "loss") -> None:
+                 *, n_runs: int, target: str = "loss", chunk_steps: int = 64) -> None:
         self.target = target
         self.config = fine_config(config) if isinstance(config, str) else config
         self.X_t = np.asarray(X_t, dtype=float)
@@ -101,6 +102,7 @@ class FineCapture:
         self.tracin: np.ndarray | None = None
         self.final_target: np.ndarray | None = None
         self.seconds = 0.0
+        self.chunk_steps = int(chunk_steps)
 
     @property
     def n_replicas(self) -> int:
@@ -129,9 +131,14 @@ class FineCapture:
             self.pos = np.full(self.n, -1, dtype=np.int64)
             self.pos[np.asarray(self.candidates, dtype=np.int64)] = np.arange(self.n_cand)
             self.cand_idx = np.asarray(self.candidates, dtype=np.int64)
-        shape = (self.n_runs, C)
         cfg = self.config
-        if (self.singles and cfg.similarity == "dot" and EventFineAccumulator.supports(cfg)):
+        self.R = R
+        self.fast = self.singles and cfg.similarity == "dot"
+        # scaling="spread" keeps every replica's effect (runs and auxiliary runs): the
+        # across-run spread of the one-run effect is the interval of mu (FineAccumulator)
+        self.acc_runs = R if (self.fast and cfg.scaling == "spread") else self.n_runs
+        shape = (self.acc_runs, C)
+        if (self.fast and EventFineAccumulator.supports(cfg)):
             self.acc = EventFineAccumulator(self.n_cand, cfg, batch_shape=shape,
                                             n_steps=ctx.n_steps)
         else:
@@ -139,11 +146,230 @@ class FineCapture:
                             else -(-ctx.n_steps // cfg.every_k))
             self.acc = FineAccumulator(self.n_cand, cfg, batch_shape=shape,
                                        n_steps=logged_steps)
-        self.tracin = np.zeros(shape + (self.n_cand,))
+        self.tracin = np.zeros((self.n_runs, C, self.n_cand))
+        if self.fast:
+            self._setup_fast(ctx)
+
+    # ------------------------------------------------------------------ fast path
+    def _setup_fast(self, ctx: Any) -> None:
+        r"""Precompute what the features fix: :math:`G = X X_t^\top` (``(n, m)``, used when
+        the target has at most ``p`` points, so :math:`x_z^\top g_t = G_z r_t/m`), the
+        candidates' rows and the step buffers."""
+        p = ctx.shape[2]
+        m = self.X_t.shape[0]
+        self.p = p
+        self.fit_intercept = ctx.recipe.fit_intercept
+        self.gram = self.X @ self.X_t.T if m <= p else None
+        self.gram_tt = self.X_t @ self.X_t.T if m <= p else None
+        xr = self.X_t[:, :self.p_reg]
+        self.gram_tt_reg = xr @ xr.T if m <= p else None
+        self.Xc = self.X[self.cand_idx]
+        self.yc = self.y[self.cand_idx]
+        self.gram_c = None if self.gram is None else self.gram[self.cand_idx]
+        self.w_c = self.weights[:, self.cand_idx]                            # (C, S)
+        K = ctx.shape[3]
+        if self.target == "prediction":
+            self.r_pred = np.zeros((m, K))
+            self.r_pred[:, 0] = 1.0
+        self._bufs: dict[int, dict[str, Any]] = {}
+        self._buf: dict[str, Any] | None = None
+        self._pending = np.ones((self.acc_runs, self.C))
+        self._needs_theta = self.config.effect == "expected"
+
+    def _new_buffer(self, b: int, info: Any) -> dict[str, Any]:
+        R, C = self.R, self.C
+        m, K = self.X_t.shape[0], info.params.shape[-1]
+        n = self.chunk_steps
+        buf = {"b": b, "k": 0, "zt": np.empty((n, R, C, m, K)),
+               "res": np.empty((n, R, C, b, K)), "idx": np.empty((n, R, b), dtype=np.intp),
+               "w": np.empty((n, R, C, b)), "lr": np.empty(n),
+               "step": np.empty(n, dtype=np.int64), "theta": [None] * n,
+               "nz": None if info.noise is None else np.empty((n, R, m, K)),
+               "tint": np.empty((n, R, C, K))}
+        return buf
+
+    def _record(self, info: Any) -> None:
+        """Copy what the step's signals need into the block buffer (a few copies)."""
+        b = info.denominator
+        buf = self._buf
+        if buf is None or buf["b"] != b or buf["k"] == self.chunk_steps:
+            self._flush()
+            buf = self._bufs.get(b)
+            if buf is None:
+                buf = self._bufs[b] = self._new_buffer(b, info)
+            self._buf = buf
+        k = buf["k"]
+        P = info.params
+        np.matmul(self.X_t, P, out=buf["zt"][k])
+        np.copyto(buf["res"][k], info.residuals)
+        np.copyto(buf["idx"][k], info.batch_indices)
+        np.copyto(buf["w"][k], info.batch_weights)
+        if buf["nz"] is not None:
+            np.matmul(self.X_t, info.noise, out=buf["nz"][k])
+        if self.l2 > 0 and self.fit_intercept:
+            np.copyto(buf["tint"][k], P[:, :, self.p - 1, :])
+        buf["lr"][k] = info.lr
+        buf["step"][k] = info.step
+        if self._needs_theta and self._is_logged(info.step):
+            buf["theta"][k] = P[:self.acc_runs].copy()
+        buf["k"] = k + 1
+
+    def _is_logged(self, step: int) -> bool:
+        return self.config.logging != "every_k" or step % self.config.every_k == 0
+
+    def _flush(self) -> None:
+        r"""Signals of the buffered steps, vectorised over steps, replicas and the batch.
+
+        With :math:`r_t` the target residuals and :math:`G` the Gram matrix,
+        :math:`x_i^\top g_t = G_i r_t/m` and
+
+        .. math::
+
+            g_t^\top\nabla L_{B_t} = \frac1{|B|}\sum_{i\in B} w_i\,(x_i^\top g_t)^\top r_i
+            + \lambda\,g_{t,\mathrm{w}}^\top\theta_{t,\mathrm{w}},\qquad
+            g_{t,\mathrm{w}}^\top\theta_{t,\mathrm{w}} = \tfrac1m\langle r_t,\,
+            X_t\theta_t - \mathbf 1\theta_{t,\mathrm{int}}\rangle,
+
+        so no ``(p, K)`` gradient is formed when the target has few points.
+        """
+        buf = self._buf
+        if buf is None or buf["k"] == 0:
+            return
+        S, b = buf["k"], buf["b"]
+        Rm, C, m = self.n_runs, self.C, self.X_t.shape[0]
+        zt, res, idx, w = buf["zt"][:S], buf["res"][:S], buf["idx"][:S], buf["w"][:S]
+        lr = buf["lr"][:S]
+        if self.target == "prediction":
+            r_t = np.broadcast_to(self.r_pred, zt.shape)
+        else:
+            r_t = residuals_from_logits(self.model, zt, self.y_t)           # (S,R,C,m,K)
+        g = None
+        if self.gram is not None:
+            xg = np.matmul(self.gram[idx][:, :, None], r_t)                   # (S,R,C,b,K)
+            xg /= m
+        else:
+            g = np.matmul(self.X_t.T, r_t) / m                                # (S,R,C,p,K)
+            xg = np.matmul(self.X[idx][:, :, None], g)
+        dots = np.einsum("srcbk,srcbk->srcb", xg, res)
+        gB = np.einsum("srcb,srcb->src", w, dots) / b
+        if self.l2 > 0:
+            zreg = zt - buf["tint"][:S, :, :, None, :] if self.fit_intercept else zt
+            gB += self.l2 / m * np.einsum("srcmk,srcmk->src", r_t, zreg)
+        if buf["nz"] is not None:
+            gB += np.einsum("srcmk,srmk->src", r_t, buf["nz"][:S]) / m
+        d = lr[:, None, None] * gB                                            # (S, R, C)
+        Ra = self.acc_runs
+        contrib = (lr / b)[:, None, None, None] * w[:, :Ra] * dots[:, :Ra]  # (S,Ra,C,b)
+        # TracIn: scatter the in-batch effects of the runs into their candidates
+        s_b = self.pos[idx[:, :Rm]]                                           # (S, Rm, b)
+        ss, rr, jj = np.nonzero(s_b >= 0)
+        cand = np.repeat(s_b[ss, rr, jj], C)
+        run = (rr[:, None] * C + np.arange(C)[None, :]).reshape(-1)
+        val = contrib[ss, rr, :, jj].reshape(-1)
+        flat = run * self.n_cand + cand
+        self.tracin.reshape(-1)[:] += np.bincount(flat, weights=val,
+                                                  minlength=self.tracin.size)
+        aux = d[:, self.n_runs:] if self.uses_aux else None
+        if isinstance(self.acc, EventFineAccumulator):
+            self.acc.update_many(d[:, :Rm], aux, np.repeat(ss, C), run, cand, val)
+        else:
+            self._dense_block(buf, S, d, contrib, xg, res, w, r_t, g, idx, lr)
+        buf["k"] = 0
+        buf["theta"] = [None] * self.chunk_steps
+
+    def _dense_block(self, buf: dict[str, Any], S: int, d: np.ndarray, contrib: np.ndarray,
+                     xg: np.ndarray, res: np.ndarray, w: np.ndarray, r_t: np.ndarray,
+                     g: np.ndarray | None, idx: np.ndarray, lr: np.ndarray) -> None:
+        """Feed the dense accumulator the buffered steps (one update per logged step)."""
+        cfg = self.config
+        Ra, C, Rm, b = self.acc_runs, self.C, self.n_runs, buf["b"]
+        if self.uses_aux:
+            # replica r's auxiliary run is r + R' (and, for the aux replicas themselves, r - R')
+            partner = (np.arange(Ra) + Rm) % self.R
+            aux_all = d[:, partner]                                           # (S, Ra, C)
+        rho = None
+        if cfg.discount == "contraction":
+            rho = self._contraction_block(xg[:, :Ra], res[:, :Ra], w[:, :Ra], b,
+                                          idx[:, :Ra], lr, r_t[:, :Ra],
+                                          None if g is None else g[:, :Ra])   # (S, Ra, C)
+        s_b = self.pos[idx[:, :Ra]]                                           # (S, Ra, b)
+        for k in range(S):
+            step = int(buf["step"][k])
+            if rho is not None:
+                self._pending *= rho[k]
+            if not self._is_logged(step):
+                continue
+            rr, jj = np.nonzero(s_b[k] >= 0)
+            actual = np.zeros((Ra, C, self.n_cand))
+            actual[rr, :, s_b[k][rr, jj]] = contrib[k][rr, :, jj]
+            in_b = np.zeros((Ra, 1, self.n_cand), dtype=bool)
+            in_b[rr, 0, s_b[k][rr, jj]] = True
+            base = d[k, :Ra, :, None] - actual
+            if cfg.effect == "expected":
+                effect = self._expected_block(buf["theta"][k], r_t[k, :Ra],
+                                              None if g is None else g[k, :Ra], float(lr[k]))
+            else:
+                effect = actual
+            logged = np.broadcast_to(in_b, actual.shape) if cfg.logging == "in_batch" else None
+            contraction = None
+            if rho is not None:
+                contraction = self._pending[..., None]
+                self._pending = np.ones_like(self._pending)
+            self.acc.update(effect, base, aux_all[k, :, :, None] if self.uses_aux else None,
+                            logged=logged, contraction=contraction)
+
+    def _expected_block(self, theta: np.ndarray, r_t: np.ndarray, g: np.ndarray | None,
+                        lr: float) -> np.ndarray:
+        r""":math:`\eta_t w_z\,g_t^\top\nabla\mathrm{loss}_z/N` (times ``every_k`` under
+        ``logging="every_k"``: each logged step stands for k steps, as TracInCP) for the
+        candidates only, ``(Ra, C, S)``."""
+        r_c = residuals(self.model, theta, self.Xc, self.yc)                  # (Ra, C, S, K)
+        if self.gram_c is not None:
+            xg = np.matmul(self.gram_c, r_t) / self.X_t.shape[0]              # (Ra, C, S, K)
+        else:
+            xg = np.matmul(self.Xc, g)
+        dots = np.einsum("rcsk,rcsk->rcs", xg, r_c)
+        k = self.config.every_k if self.config.logging == "every_k" else 1
+        return (lr * k / self.n) * dots * self.w_c[None]
+
+    def _contraction_block(self, xg: np.ndarray, res: np.ndarray, w: np.ndarray, b: int,
+                           idx: np.ndarray, lr: np.ndarray, r_t: np.ndarray,
+                           g: np.ndarray | None) -> np.ndarray:
+        r""":math:`\rho_t` of every buffered step, ``(S, Ra, C)`` (see ``_contraction``),
+        with :math:`\lVert g\rVert^2 = r_t^\top (X_t X_t^\top) r_t/m^2` from the Gram
+        matrix."""
+        m = self.X_t.shape[0]
+        if self.model == "multinomial":
+            yb = self.y[idx]                                                  # (S, Ra, b)
+            prob = res + (yb[:, :, None, :, None] == np.arange(res.shape[-1]))
+            px = prob * xg
+            quad = np.einsum("srcbk,srcbk->srcb", px, xg) - px.sum(axis=-1) ** 2
+        elif self.model == "logistic":
+            sg = res[..., 0] + self.y[idx][:, :, None, :]
+            quad = sg * (1 - sg) * xg[..., 0] ** 2
+        else:
+            quad = xg[..., 0] ** 2
+        curv = np.einsum("srcb,srcb->src", w, quad) / b
+        if g is None:
+            gg = np.einsum("srcjk,srcjk->src", np.matmul(self.gram_tt, r_t), r_t) / m ** 2
+            gr = np.einsum("srcjk,srcjk->src", np.matmul(self.gram_tt_reg, r_t), r_t) / m ** 2
+        else:
+            gg = np.einsum("srcpk,srcpk->src", g, g)
+            gr = np.einsum("srcpk,srcpk->src", g[..., :self.p_reg, :], g[..., :self.p_reg, :])
+        curv = curv + self.l2 * gr
+        return np.clip(1 - lr[:, None, None] * curv / np.maximum(gg, 1e-300), 0.0, 1.0)
 
     # ------------------------------------------------------------------ one step
     def on_step(self, info: Any) -> None:
         t0 = time.perf_counter()
+        if self.fast:
+            self._record(info)
+        else:
+            self._legacy_step(info)
+        self.seconds += time.perf_counter() - t0
+
+    def _legacy_step(self, info: Any) -> None:
+        """Step-by-step capture for cosine similarity and group candidates."""
         cfg = self.config
         Rm, C, b = self.n_runs, self.C, info.denominator
         lr = info.lr
@@ -175,7 +401,6 @@ class FineCapture:
             val = contrib[rr, :, jj].reshape(-1)
             self.tracin.reshape(Rm * C, self.n_cand)[run, cand] += val
             self.acc.update(d[:Rm], aux, run, cand, val)
-            self.seconds += time.perf_counter() - t0
             return
         # dense path: effect and base for every candidate
         actual = self._scatter(contrib, idx)                              # (Rm, C, S)
@@ -203,6 +428,8 @@ class FineCapture:
         if cfg.effect == "expected":
             effect = self._expected_effect(g[:Rm], P[:Rm], lr,
                                            gn[:Rm] if cfg.similarity == "cosine" else None)
+            if cfg.logging == "every_k":
+                effect = effect * cfg.every_k
         else:
             effect = effect_act
         logged = None
@@ -215,7 +442,6 @@ class FineCapture:
             rho = self._contraction(g[:Rm], xg, res, w, b, idx, lr)[..., None]
         self.acc.update(effect, base, None if aux is None else aux[..., None], logged=logged,
                         contraction=rho)
-        self.seconds += time.perf_counter() - t0
 
     def _scatter(self, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Per-batch-member values ``(Rm, C, b)`` summed into candidates ``(Rm, C, S)``."""
@@ -259,6 +485,13 @@ class FineCapture:
         return np.clip(1 - lr * curv / np.maximum(gg, 1e-300), 0.0, 1.0)
 
     def on_end(self, params: np.ndarray) -> None:
+        if self.fast:
+            t0 = time.perf_counter()
+            self._flush()
+            if isinstance(self.acc, FineAccumulator):
+                self.acc.discount(self._pending[..., None])   # steps after the last logged
+                self._pending = np.ones_like(self._pending)
+            self.seconds += time.perf_counter() - t0
         self.final_target = target_value(self.model, params, self.X_t, self.y_t,
                                          self.target)                     # (R, C)
 
@@ -280,8 +513,13 @@ class FineCapture:
         if k < 2:
             raise ValueError("scaling='spread' needs at least 2 replicas for the target's "
                              "spread (use decorrelation='did' or several runs)")
-        spread = np.broadcast_to(s[None, :], (self.n_runs, self.C))
-        return self.acc.results(spread=spread, n_spread=k)
+        spread = np.broadcast_to(s[None, :], (self.acc_runs, self.C))
+        if self.acc_runs < 2 or self.acc_runs != self.R:
+            return self.acc.results(spread=spread, n_spread=k)
+        A = self.acc.effect_sum()                                # (R, C, S): every replica
+        sd = np.broadcast_to(A.std(axis=0, ddof=1)[None], A.shape)
+        return self.acc.results(spread=spread, n_spread=k, effect_sd=sd,
+                                n_effect=self.acc_runs)[:self.n_runs]
 
 
 @dataclass
@@ -302,7 +540,7 @@ class FineRun:
 def run_fine(recipe: Recipe, X: np.ndarray, y: np.ndarray, X_t: np.ndarray, y_t: np.ndarray,
              candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper", *,
              seeds: np.ndarray | list[int] = (0,), weights: np.ndarray | None = None,
-             observers: tuple = (), target: str = "loss") -> FineRun:
+             observers: tuple = (), target: str = "loss", chunk_steps: int = 64) -> FineRun:
     """Train ``len(seeds)`` single runs (and their auxiliary runs) with f-INE capture.
 
     ``X_t`` has *no* intercept column (it is added like the engine adds it to ``X``). The
@@ -311,7 +549,8 @@ def run_fine(recipe: Recipe, X: np.ndarray, y: np.ndarray, X_t: np.ndarray, y_t:
     """
     seeds = np.asarray(seeds, dtype=np.int64)
     Xt = design_matrix(np.asarray(X_t, dtype=float), recipe.fit_intercept)
-    cap = FineCapture(Xt, y_t, candidates, config, n_runs=len(seeds), target=target)
+    cap = FineCapture(Xt, y_t, candidates, config, n_runs=len(seeds), target=target,
+                      chunk_steps=chunk_steps)
     all_seeds = np.concatenate([seeds, seeds + AUX_SEED_OFFSET]) if cap.uses_aux else seeds
     t0 = time.perf_counter()
     params = train(recipe, X, y, weights, seeds=all_seeds, observers=(cap, *observers))
