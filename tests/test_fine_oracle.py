@@ -1,12 +1,7 @@
-"""f-INE against an analytic oracle: noisy full-batch GD on linear regression.
+"""f-INE against the harness's analytic oracle (simulations.oracle): noisy full-batch GD on
+linear regression, where the final linear prediction is exactly Gaussian under D (P) and
+D \\ S (Q) and mu_exact = (m_Q - m_P) / sqrt((v_P + v_Q) / 2).
 
-With full-batch gradient descent plus Gaussian gradient noise, the parameters are an affine
-function of Gaussian noise, so the final linear prediction is exactly Gaussian:
-
-    m_{t+1} = M m_t + eta c,   S_{t+1} = M S_t M^T + eta^2 sigma^2 I,
-    M = I - eta (X^T W X / n + lambda I),   c = X^T W y / n,
-
-for the weights W of D (P) and of D \\ S (Q). mu_exact = x^T (m_Q - m_P) / sd (pooled).
 With X^T X / n = I the contraction along any direction is exactly 1 - eta, which the
 ``calibrated`` variant uses; the paper's sqrt(T) scaling ignores it, so in the stationary
 regime its mu is mu_exact * sqrt(eta T / (2 (2 - eta))) (the sqrt 2 of the auxiliary-run
@@ -20,6 +15,7 @@ import numpy as np
 from finf_stats.fine import fine_config
 from finf_stats.metrics import spearman_with_interval
 from simulations.capture import run_fine
+from simulations.oracle import oracle_influence
 from simulations.recipes import InitLaw, Recipe, Schedule
 
 N, D, ETA, T, SIGMA = 40, 3, 0.05, 200, 1.0
@@ -35,25 +31,10 @@ def _problem():
     return X, y, x_t
 
 
-def _exact_mu(X, y, x_t, w, init_scale):
-    def moments(weights):
-        H = X.T @ (weights[:, None] * X) / N
-        c = X.T @ (weights * y) / N
-        M = np.eye(D) - ETA * H
-        m = np.zeros(D)
-        S = init_scale ** 2 * np.eye(D)
-        for _ in range(T):
-            m = M @ m + ETA * c
-            S = M @ S @ M.T + ETA ** 2 * SIGMA ** 2 * np.eye(D)
-        return float(x_t[0] @ m), float(x_t[0] @ S @ x_t[0])
-    mP, vP = moments(np.ones(N))
-    out = []
-    for i in w:
-        wi = np.ones(N)
-        wi[i] = 0.0
-        mQ, vQ = moments(wi)
-        out.append((mQ - mP) / np.sqrt((vP + vQ) / 2))
-    return np.array(out)
+def _exact_mu(X, y, x_t, cands):
+    """mu_exact of each single-point candidate from the harness's analytic oracle."""
+    return np.array([oracle_influence(_recipe(), X, y, np.array([i]), x_t[0]).mu
+                     for i in cands])
 
 
 def _recipe():
@@ -65,7 +46,7 @@ def _recipe():
 def test_calibrated_fine_matches_exact_mu():
     X, y, x_t = _problem()
     cands = np.arange(12)
-    exact = _exact_mu(X, y, x_t, cands, 0.1)
+    exact = _exact_mu(X, y, x_t, cands)
     assert np.ptp(exact) > 0.5                 # a spread of effects worth ranking
     run = run_fine(_recipe(), X, y, x_t, np.zeros(1), cands, "calibrated",
                    seeds=np.arange(30), target="prediction")
@@ -75,16 +56,23 @@ def test_calibrated_fine_matches_exact_mu():
     assert np.all(np.abs(mean - exact) < 0.1 + 0.15 * np.abs(exact)), (mean, exact)
     rho = spearman_with_interval(mus[0], exact, n_bootstrap=200)
     assert rho["rho"] > 0.8
-    # its interval covers the exact mu for most candidates and runs
+    # the across-run interval (K = 60 runs and auxiliary runs) covers the exact mu at close
+    # to its nominal 95% (measured 0.958 over 360 pairs), and is narrow, not vacuous
     res = run.results()
+    assert res[0].method.startswith("fine[across-run")
     cover = np.mean([(r.ci_low <= exact) & (exact <= r.ci_high) for r in res])
-    assert cover > 0.7
+    assert 0.88 <= cover <= 0.995, cover
+    width = np.median([r.ci_high - r.ci_low for r in res])
+    assert width < 0.1 * np.ptp(exact), (width, np.ptp(exact))
+    # p-values: the large effects are significant in every run
+    big = np.abs(exact) > 0.3
+    assert np.all(np.array([r.p_value for r in res])[:, big] < 0.01)
 
 
 def test_paper_fine_overstates_by_the_contraction_factor():
     X, y, x_t = _problem()
     cands = np.arange(12)
-    exact = _exact_mu(X, y, x_t, cands, 0.1)
+    exact = _exact_mu(X, y, x_t, cands)
     cfg = fine_config("paper", estimator="binormal")
     run = run_fine(_recipe(), X, y, x_t, np.zeros(1), cands, cfg, seeds=np.arange(10),
                    target="prediction")
