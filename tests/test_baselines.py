@@ -175,3 +175,20 @@ def test_loo_mean_sign():
 def test_candidate_weights_refuses_bad_indices():
     with pytest.raises(ValueError, match="out-of-range"):
         bl.candidate_weights(np.array([5]), 3)
+
+
+def test_trak_exact_default_and_target_output():
+    """proj_dim=None is the exact-feature TRAK; the loss target scales a single target point's
+    margin score by its Q weight 1 - p_y (so the ranking of one test point is unchanged)."""
+    X, y, theta = _data("multinomial")
+    A = bl.candidate_weights(np.arange(10), X.shape[0])
+    Xt, yt = X[:1], y[:1]
+    exact = bl.trak_scores("multinomial", theta, X, y, Xt, yt, A)
+    assert np.allclose(exact, bl.trak_scores("multinomial", theta, X, y, Xt, yt, A,
+                                             proj_dim=10_000))
+    loss = bl.trak_scores("multinomial", theta, X, y, Xt, yt, A, target_output="loss")
+    z = Xt @ theta
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    assert np.allclose(loss, (1 - p[0, yt[0]]) * exact)
+    with pytest.raises(ValueError, match="target_output"):
+        bl.trak_scores("multinomial", theta, X, y, Xt, yt, A, target_output="x")
