@@ -76,11 +76,18 @@ class FineCapture:
     n_runs
         ``R'``: the replicas ``0 .. R'-1`` are the runs, ``R' .. 2R'-1`` their auxiliary
         runs (only when the decorrelation is ``"did"``; otherwise the engine trains ``R'``).
+    chunk_steps
+        Steps buffered before the signals are computed at once (the fast path: single-point
+        candidates, ``similarity="dot"``); memory :math:`O(\mathrm{chunk}\cdot R\,b\,K)`.
+    fast
+        ``False`` forces the step-by-step path (the reference the fast one is tested
+        against; also taken for groups and cosine similarity).
 
     Attributes
     ----------
     acc
-        The Stage-2 accumulator (batch shape ``(R', C)``).
+        The Stage-2 accumulator (batch shape ``(R', C)``; ``(R, C)`` on the fast path with
+        ``scaling="spread"``, which keeps every replica's effect for the interval).
     tracin : ``(R', C, n_candidates)``
         TracIn scores of the same runs.
     final_target : ``(R, C)``
@@ -89,11 +96,16 @@ class FineCapture:
 
     def __init__(self, X_t: np.ndarray, y_t: np.ndarray,
                  candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper",
-                 *, n_runs: int, target: str = "loss", chunk_steps: int = 64) -> None:
+                 *, n_runs: int, target: str = "loss", chunk_steps: int = 64,
+                 fast: bool = True) -> None:
         self.target = target
         self.config = fine_config(config) if isinstance(config, str) else config
         self.X_t = np.asarray(X_t, dtype=float)
         self.y_t = np.asarray(y_t)
+        if not isinstance(candidates, np.ndarray) and all(
+                np.size(g) == 1 for g in candidates):
+            # a list of one-point groups is a list of single points (the fast path)
+            candidates = np.array([int(np.ravel(g)[0]) for g in candidates], dtype=np.int64)
         self.singles = isinstance(candidates, np.ndarray) and candidates.ndim == 1
         self.candidates = candidates
         self.n_runs = int(n_runs)
@@ -103,6 +115,7 @@ class FineCapture:
         self.final_target: np.ndarray | None = None
         self.seconds = 0.0
         self.chunk_steps = int(chunk_steps)
+        self.allow_fast = bool(fast)
 
     @property
     def n_replicas(self) -> int:
@@ -133,7 +146,7 @@ class FineCapture:
             self.cand_idx = np.asarray(self.candidates, dtype=np.int64)
         cfg = self.config
         self.R = R
-        self.fast = self.singles and cfg.similarity == "dot"
+        self.fast = self.allow_fast and self.singles and cfg.similarity == "dot"
         # scaling="spread" keeps every replica's effect (runs and auxiliary runs): the
         # across-run spread of the one-run effect is the interval of mu (FineAccumulator)
         self.acc_runs = R if (self.fast and cfg.scaling == "spread") else self.n_runs
@@ -540,7 +553,8 @@ class FineRun:
 def run_fine(recipe: Recipe, X: np.ndarray, y: np.ndarray, X_t: np.ndarray, y_t: np.ndarray,
              candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper", *,
              seeds: np.ndarray | list[int] = (0,), weights: np.ndarray | None = None,
-             observers: tuple = (), target: str = "loss", chunk_steps: int = 64) -> FineRun:
+             observers: tuple = (), target: str = "loss", chunk_steps: int = 64,
+             fast: bool = True) -> FineRun:
     """Train ``len(seeds)`` single runs (and their auxiliary runs) with f-INE capture.
 
     ``X_t`` has *no* intercept column (it is added like the engine adds it to ``X``). The
@@ -550,7 +564,7 @@ def run_fine(recipe: Recipe, X: np.ndarray, y: np.ndarray, X_t: np.ndarray, y_t:
     seeds = np.asarray(seeds, dtype=np.int64)
     Xt = design_matrix(np.asarray(X_t, dtype=float), recipe.fit_intercept)
     cap = FineCapture(Xt, y_t, candidates, config, n_runs=len(seeds), target=target,
-                      chunk_steps=chunk_steps)
+                      chunk_steps=chunk_steps, fast=fast)
     all_seeds = np.concatenate([seeds, seeds + AUX_SEED_OFFSET]) if cap.uses_aux else seeds
     t0 = time.perf_counter()
     params = train(recipe, X, y, weights, seeds=all_seeds, observers=(cap, *observers))

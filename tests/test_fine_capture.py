@@ -26,7 +26,7 @@ def problem():
 def test_sparse_capture_equals_dense(problem):
     rec, X, y, Xt, yt, cands = problem
     sparse = run_fine(rec, X, y, Xt, yt, cands, "paper", seeds=[0, 1])
-    dense = run_fine(rec, X, y, Xt, yt, [np.array([i]) for i in cands], "paper", seeds=[0, 1])
+    dense = run_fine(rec, X, y, Xt, yt, cands, "paper", seeds=[0, 1], fast=False)
     assert type(sparse.capture.acc).__name__ == "EventFineAccumulator"
     assert type(dense.capture.acc).__name__ == "FineAccumulator"
     for a, b in zip(sparse.results(), dense.results(), strict=True):
@@ -87,7 +87,7 @@ def test_fast_dense_capture_equals_step_by_step(problem, override):
     cfg = fine_config("calibrated", **override)
     fast = run_fine(rec, X, y, Xt, yt, cands, cfg, seeds=[0, 1])
     fast5 = run_fine(rec, X, y, Xt, yt, cands, cfg, seeds=[0, 1], chunk_steps=5)
-    slow = run_fine(rec, X, y, Xt, yt, [np.array([i]) for i in cands], cfg, seeds=[0, 1])
+    slow = run_fine(rec, X, y, Xt, yt, cands, cfg, seeds=[0, 1], fast=False)
     assert fast.capture.fast and not slow.capture.fast
     a_fast = fast.capture.acc.effect_sum()[:2]            # fast keeps all 4 replicas
     assert np.allclose(a_fast, slow.capture.acc.effect_sum(), rtol=1e-9, atol=1e-14)
@@ -102,7 +102,7 @@ def test_paper_capture_with_noise_equals_step_by_step(problem):
     rec, X, y, Xt, yt, cands = problem
     rec = rec.with_(grad_noise=0.05)
     fast = run_fine(rec, X, y, Xt, yt, cands, "paper", seeds=[0, 1])
-    slow = run_fine(rec, X, y, Xt, yt, [np.array([i]) for i in cands], "paper", seeds=[0, 1])
+    slow = run_fine(rec, X, y, Xt, yt, cands, "paper", seeds=[0, 1], fast=False)
     p_fast, q_fast = fast.capture.acc.signals()
     p_slow, q_slow, _ = slow.capture.acc.signals()
     assert np.allclose(p_fast, p_slow, atol=1e-6) and np.allclose(q_fast, q_slow, atol=1e-6)
