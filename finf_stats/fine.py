@@ -537,8 +537,9 @@ class FineAccumulator:
                 \hat\mu \pm t_{K_e-1,\,1-a/2}\,\widehat{\mathrm{se}},
 
             the variability of a single run's :math:`A` around its mean over runs plus the
-            delta-method variance of :math:`1/s_K` (chi-square, :math:`K_s` = ``n_spread``),
-            and the p-value of :math:`\mu = 0` from the same t statistic. It does *not*
+            delta-method variance of :math:`1/s_K` (chi-square, :math:`K_s` = ``n_spread``);
+            the p-value of :math:`\mu = 0` is that of :math:`t = A/\mathrm{sd}_K(A)` on
+            :math:`K_e - 1` degrees of freedom (:math:`s_K` only scales). It does *not*
             contain the first-order error :math:`E[A] - E[\ell(D\setminus S) - \ell(D)]`.
             Without ``effect_sd`` the interval is the older one (relative width of the
             per-step binormal interval and the chi-square interval of :math:`s_K`), which
@@ -632,8 +633,11 @@ class FineAccumulator:
         se = np.sqrt(var)
         df = n_effect - 1
         q = stats.t.ppf(0.5 + cfg.confidence / 2, df)
+        # the test of mu = 0 is the test of E[A] = 0: s_K > 0 only scales, so its
+        # uncertainty does not enter the t statistic (it would cap |t| at sqrt(2(K_s-1)))
+        se0 = sd / s
         with np.errstate(divide="ignore", invalid="ignore"):
-            tstat = np.where(se > 0, np.abs(mu) / np.where(se > 0, se, 1), np.inf)
+            tstat = np.where(se0 > 0, np.abs(mu) / np.where(se0 > 0, se0, 1), np.inf)
         p_value = np.where(mu == 0, 1.0, 2 * stats.t.sf(tstat, df))
         count = self.count.copy()
         return InfluenceResults(

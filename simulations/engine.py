@@ -80,6 +80,8 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
+from scipy.linalg import get_blas_funcs
+from threadpoolctl import threadpool_limits
 
 from simulations.models import loss_and_residual
 from simulations.recipes import Recipe, draw_init, seed_streams
@@ -113,11 +115,36 @@ class TrainContext:
 
 
 class StepInfo:
-    """One SGD step as the observers see it (see the module docstring for the fields)."""
+    """One SGD step as the observers see it (see the module docstring for the fields).
 
-    def __init__(self, **kw: Any):
+    ``params``, ``gradient`` and ``update`` are computed on first access only (the engine
+    keeps the parameters in a scaled form, see :func:`train`), so an observer pays only for
+    what it reads.
+    """
+
+    def __init__(self, *, V: np.ndarray, row_scale: np.ndarray, Xb: np.ndarray,
+                 G: np.ndarray, l2: float, p_reg: int, **kw: Any):
+        self._V, self._row_scale, self._Xb, self._G = V, row_scale, Xb, G
+        self._l2, self._p_reg = l2, p_reg
         for k, v in kw.items():
             setattr(self, k, v)
+
+    @cached_property
+    def params(self) -> np.ndarray:
+        W = self._V * self._row_scale[None, :, None, None]  # (R, p, C, K)
+        out = np.moveaxis(W, 2, 1)
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def gradient(self) -> np.ndarray:
+        R, p, C, K = self._V.shape
+        grad = np.matmul(self._Xb.transpose(0, 2, 1), self._G).reshape(R, p, C, K) / self.lr
+        if self._l2 > 0:
+            grad[:, :self._p_reg] += self._l2 * np.moveaxis(self.params, 1, 2)[:, :self._p_reg]
+        out = np.moveaxis(grad, 2, 1)
+        out.flags.writeable = False
+        return out
 
     @cached_property
     def update(self) -> np.ndarray:
@@ -272,12 +299,16 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
     sigma = float(recipe.grad_noise)
 
     streams = [seed_streams(s) for s in seeds]
-    W = np.empty((R, p, C, K), dtype=dtype)
+    # The parameters are kept as W = V * row_scale (row-wise): weight decay multiplies the
+    # regularised rows by (1 - lr l2), which is a change of one scalar, and the gradient step
+    # V -= (X_B / row_scale)^T G is one BLAS call per replica that accumulates in place
+    # (gemm with beta = 1). One pass over the parameters per step instead of three.
+    V = np.empty((R, p, C, K), dtype=dtype)
     for r, (init_rng, _, _) in enumerate(streams):
-        W[r] = draw_init(recipe.init, init_rng, (p, K), recipe.fit_intercept)[:, None, :]
-    Wf = W.reshape(R, p, C * K)
-    params_view = np.moveaxis(W, 2, 1)  # (R, C, p, K), a view
-    params_view.flags.writeable = False
+        V[r] = draw_init(recipe.init, init_rng, (p, K), recipe.fit_intercept)[:, None, :]
+    Vf = V.reshape(R, p, C * K)
+    row_scale = np.ones(p, dtype=dtype)
+    gemm = get_blas_funcs("gemm", dtype=dtype)
 
     on_step = [o.on_step for o in observers if hasattr(o, "on_step")]
     if observers:
@@ -291,9 +322,14 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
     # observers need the unweighted residuals: the fused multinomial step skips them
     fused = recipe.model == "multinomial" and not on_step
     rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    zbuf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    zbuf: dict[int, np.ndarray] = {}
     step = 0
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    # One BLAS thread: the products here are small (b x p by p x C K), threads buy little
+    # and, with numpy's and scipy's two OpenBLAS pools alternating on 2 busy cores, their
+    # spinning threads slowed training down by 5-20x in measurements. Parallelism belongs one
+    # level up (joblib/Dask over chunks of replicas, simulations.scaleout).
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+            threadpool_limits(limits=1, user_api="blas"):
         for epoch in range(recipe.epochs):
             perms = np.stack([pr.permutation(n) for _, pr, _ in streams])  # (R, n)
             noise = (np.stack([nr.standard_normal((spe, p, K)) for _, _, nr in streams]
@@ -305,9 +341,8 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                 b = e - s
                 Xb = Xe[:, s:e]
                 if b not in zbuf:
-                    zbuf[b] = (np.empty((R, b, C * K), dtype=dtype),
-                               np.empty((R, p, C * K), dtype=dtype))
-                Z = np.matmul(Xb, Wf, out=zbuf[b][0]).reshape(R, b, C, K)
+                    zbuf[b] = np.empty((R, b, C * K), dtype=dtype)
+                Z = np.matmul(Xb * row_scale, Vf, out=zbuf[b]).reshape(R, b, C, K)
                 wb = we[:, s:e]  # (R, b, C)
                 lr = float(lrs[step])
                 G = None
@@ -321,27 +356,32 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                 if G is None:
                     # lr folded into the residual weights: one BLAS call gives lr * gradient
                     G = res * (wb * (lr / b))[..., None]
-                lr_grad = np.matmul(Xb.transpose(0, 2, 1), G.reshape(R, b, C * K),
-                                    out=zbuf[b][1])
-                lr_grad = lr_grad.reshape(R, p, C, K)
+                G = np.ascontiguousarray(G.reshape(R, b, C * K))
                 eps = None if noise is None else sigma * noise[:, j]  # (R, p, K)
                 if on_step:
-                    grad = lr_grad / lr
-                    if recipe.l2 > 0:
-                        grad[:, :p_reg] += recipe.l2 * W[:, :p_reg]
                     info = StepInfo(
-                        step=step, epoch=epoch, lr=lr, params=params_view,
+                        V=V, row_scale=row_scale.copy(), Xb=Xb, G=G, l2=recipe.l2,
+                        p_reg=p_reg, step=step, epoch=epoch, lr=lr,
                         batch_indices=perms[:, s:e], batch_weights=np.moveaxis(wb, 1, 2),
                         residuals=np.moveaxis(res, 1, 2), batch_loss=batch_loss,
-                        gradient=np.moveaxis(grad, 2, 1), noise=eps, denominator=b)
+                        noise=eps, denominator=b)
                     for f in on_step:
                         f(info)
                 if recipe.l2 > 0:
-                    W[:, :p_reg] *= 1.0 - lr * recipe.l2
-                W -= lr_grad
+                    row_scale[:p_reg] *= 1.0 - lr * recipe.l2
+                    if row_scale[0] < 1e-6:  # fold the scale back before it loses range
+                        V *= row_scale[None, :, None, None]
+                        row_scale[:] = 1.0
+                Xinv = Xb / row_scale  # (R, b, p)
+                for r in range(R):
+                    # V[r]^T (C K x p, Fortran order) -= G[r]^T (C K x b) @ Xinv[r] (b x p)
+                    gemm(-1.0, G[r].T, Xinv[r].T, beta=1.0, c=Vf[r].T, trans_b=1,
+                         overwrite_c=1)
                 if eps is not None:
-                    W -= (lr * eps)[:, :, None, :]
+                    V -= (lr * eps / row_scale[None, :, None])[:, :, None, :]
                 step += 1
+    W = V * row_scale[None, :, None, None]
+    params_view = np.moveaxis(W, 2, 1)
     if not np.isfinite(W).all():
         raise _diverged(recipe, step, recipe.epochs - 1,
                         ~np.isfinite(params_view).all(axis=(2, 3)), seeds)

@@ -64,7 +64,8 @@ def test_zero_weight_of_unused_point_changes_nothing_and_weight_two_duplicates()
     w = np.stack([base, base.copy()])
     w[1, 4] = 0.0  # "remove" a point that already has weight 0
     p = train(recipe, X, y, w, [1, 2])
-    np.testing.assert_array_equal(p[:, 0], p[:, 1])
+    # equal to rounding: BLAS may take another kernel path for another row of the batch
+    np.testing.assert_allclose(p[:, 0], p[:, 1], rtol=1e-12, atol=1e-15)
     # weight 2 on point i == point i present twice in the same batch slot's place
     Xd = np.vstack([X, X[:1]])
     yd = np.concatenate([y, y[:1]])
