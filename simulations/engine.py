@@ -217,12 +217,16 @@ def _diverged(recipe: Recipe, step: int, epoch: int, bad: np.ndarray,
 
 
 def _fused_softmax_step(Z: np.ndarray, yb: np.ndarray, wb: np.ndarray, scale: float,
-                        cache: dict[int, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
+                        cache: dict[int, np.ndarray], with_residuals: bool = False,
+                        ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Multinomial step with few passes over ``Z (R, b, C, K)``, overwriting ``Z``.
 
-    Returns ``G = scale * w * (softmax(Z) - onehot(y))`` (in ``Z``'s buffer) and the batch
-    loss, or ``(None, _)`` when the fast exponentials could overflow (the caller then takes
-    the stable path; ``Z`` is left untouched in that case).
+    Returns ``G = scale * w * (softmax(Z) - onehot(y))``, the batch loss and, when
+    ``with_residuals`` (observers read them), the unweighted residuals
+    ``softmax(Z) - onehot(y)`` (then in ``Z``'s buffer, and ``G`` is a new array; otherwise
+    ``G`` is in ``Z``'s buffer and the residuals are ``None``). ``(None, _, None)`` when the
+    fast exponentials could overflow (the caller then takes the stable path; ``Z`` is left
+    untouched in that case).
     """
     R, b, C, K = Z.shape
     flat = Z.reshape(R * b, C, K)
@@ -232,11 +236,11 @@ def _fused_softmax_step(Z: np.ndarray, yb: np.ndarray, wb: np.ndarray, scale: fl
     yi = np.repeat(yb.reshape(R * b, 1), C, axis=1)
     zy = flat[ri, ci, yi].reshape(R, b, C)
     if not np.isfinite(zy).all():
-        return None, zy[..., 0]
+        return None, zy[..., 0], None
     zmax, zmin = float(Z.max()), float(Z.min())
     lim = 80.0 if Z.dtype == np.float32 else 700.0
     if zmax > lim or zmin < -lim or not np.isfinite(zmax + zmin):
-        return None, zy[..., 0]  # exp would overflow or whole rows underflow: stable path
+        return None, zy[..., 0], None  # exp would overflow or rows underflow: stable path
     e = np.exp(Z, out=Z)  # in place: no new buffer per step
     tot = np.matmul(e, np.ones((K, 1), dtype=e.dtype))[..., 0]  # (R, b, C)
     lse = np.log(tot)
@@ -244,9 +248,13 @@ def _fused_softmax_step(Z: np.ndarray, yb: np.ndarray, wb: np.ndarray, scale: fl
         raise FloatingPointError("softmax normaliser underflowed")
     batch_loss = np.einsum("rbc,rbc->rc", lse - zy, wb) / b
     sw = wb * scale  # (R, b, C)
+    if with_residuals:
+        e *= (1.0 / tot)[..., None]
+        e.reshape(R * b, C, K)[ri, ci, yi] -= 1.0
+        return e * sw[..., None], batch_loss, e
     e *= (sw / tot)[..., None]
     e.reshape(R * b, C, K)[ri, ci, yi] -= sw.reshape(R * b, C)
-    return e, batch_loss
+    return e, batch_loss, None
 
 
 def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
@@ -319,8 +327,7 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
             if hasattr(o, "on_start"):
                 o.on_start(ctx)
 
-    # observers need the unweighted residuals: the fused multinomial step skips them
-    fused = recipe.model == "multinomial" and not on_step
+    fused = recipe.model == "multinomial"
     rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     zbuf: dict[int, np.ndarray] = {}
     step = 0
@@ -347,7 +354,9 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                 lr = float(lrs[step])
                 G = None
                 if fused:
-                    G, batch_loss = _fused_softmax_step(Z, ye[:, s:e], wb, lr / b, rows)
+                    # observers read the unweighted residuals: then the step keeps them
+                    G, batch_loss, res = _fused_softmax_step(Z, ye[:, s:e], wb, lr / b, rows,
+                                                             with_residuals=bool(on_step))
                 if G is None:
                     loss, res = loss_and_residual(recipe.model, Z, ye[:, s:e, None])
                     batch_loss = np.einsum("rbc,rbc->rc", loss, wb) / b
