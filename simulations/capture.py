@@ -43,7 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from finf_stats.fine import EventFineAccumulator, FineAccumulator, FineConfig, fine_config
+from finf_stats.fine import (
+    DEFAULT_PRESET,
+    EventFineAccumulator,
+    FineAccumulator,
+    FineConfig,
+    fine_config,
+)
 from simulations.baselines import (
     candidate_weights,
     residuals,
@@ -95,9 +101,9 @@ class FineCapture:
     """
 
     def __init__(self, X_t: np.ndarray, y_t: np.ndarray,
-                 candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper",
-                 *, n_runs: int, target: str = "loss", chunk_steps: int = 64,
-                 fast: bool = True) -> None:
+                 candidates: np.ndarray | list[np.ndarray],
+                 config: FineConfig | str = DEFAULT_PRESET, *, n_runs: int,
+                 target: str = "loss", chunk_steps: int = 64, fast: bool = True) -> None:
         self.target = target
         self.config = fine_config(config) if isinstance(config, str) else config
         self.X_t = np.asarray(X_t, dtype=float)
@@ -551,7 +557,8 @@ class FineRun:
 
 
 def run_fine(recipe: Recipe, X: np.ndarray, y: np.ndarray, X_t: np.ndarray, y_t: np.ndarray,
-             candidates: np.ndarray | list[np.ndarray], config: FineConfig | str = "paper", *,
+             candidates: np.ndarray | list[np.ndarray],
+             config: FineConfig | str = DEFAULT_PRESET, *,
              seeds: np.ndarray | list[int] = (0,), weights: np.ndarray | None = None,
              observers: tuple = (), target: str = "loss", chunk_steps: int = 64,
              fast: bool = True) -> FineRun:

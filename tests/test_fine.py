@@ -56,13 +56,13 @@ def test_decorrelation_removes_trend():
     delta = np.array([0.5])
     mus = {}
     for deco in ("none", "diff", "did"):
-        acc = FineAccumulator(1, fine_config(decorrelation=deco, estimator="binormal"))
+        acc = FineAccumulator(1, fine_config("paper", decorrelation=deco, estimator="binormal"))
         _stream(acc, T, delta, trend=0.1)
         mus[deco] = acc.results().mu[0] / np.sqrt(acc.count[0])
     assert mus["none"] < 0.1          # trend sd ~ 0.1*T/sqrt(12) ~ 8.7 drowns delta
     assert abs(mus["did"] - 0.5 / np.sqrt(2)) < 0.12
     assert abs(mus["diff"] - 0.5 / np.sqrt(2)) < 0.12
-    acc = FineAccumulator(1, fine_config(decorrelation="diff"))
+    acc = FineAccumulator(1, fine_config("paper", decorrelation="diff"))
     _stream(acc, 10, delta)
     assert acc.count[0] == 9          # first differences drop the first logged step
 
@@ -78,7 +78,7 @@ def test_estimator_option_changes_method():
     delta = np.array([0.2, -0.1, 0.05])
     out = {}
     for est in ("threshold-max", "binormal", "auc", "probit"):
-        acc = FineAccumulator(3, fine_config(estimator=est, scaling="none"))
+        acc = FineAccumulator(3, fine_config("paper", estimator=est, scaling="none"))
         _stream(acc, T, delta)
         r = acc.results()
         out[est] = r.mu
@@ -92,7 +92,7 @@ def test_scaling_options():
     delta = np.array([0.2, -0.1])
     results = {}
     for sc in ("none", "sqrt_steps", "sum", "spread"):
-        acc = FineAccumulator(2, fine_config(estimator="binormal", scaling=sc))
+        acc = FineAccumulator(2, fine_config("paper", estimator="binormal", scaling=sc))
         _stream(acc, T, delta)
         results[sc] = acc.results(spread=2.0) if sc == "spread" else acc.results()
     assert np.allclose(results["sqrt_steps"].mu, np.sqrt(T) * results["none"].mu)
@@ -107,7 +107,7 @@ def test_sum_form_uses_within_block_noise():
     """A slow trend in the base inflates the pooled sd; the block sum form measures the
     noise within blocks of logged steps, so it is robust to it even without decorrelation."""
     T = 512
-    accs = {sc: FineAccumulator(1, fine_config(estimator="binormal", scaling=sc,
+    accs = {sc: FineAccumulator(1, fine_config("paper", estimator="binormal", scaling=sc,
                                                decorrelation="none"))
             for sc in ("sum", "sqrt_steps")}
     for acc in accs.values():
@@ -120,21 +120,21 @@ def test_sum_form_uses_within_block_noise():
 def test_discount_contraction():
     T, rho = 100, 0.95
     delta = np.array([1.0])
-    acc = FineAccumulator(1, fine_config(discount="contraction", estimator="binormal",
+    acc = FineAccumulator(1, fine_config("paper", discount="contraction", estimator="binormal",
                                          scaling="spread"))
     _stream(acc, T, delta, rho=rho)
     w = rho ** np.arange(T)[::-1]
     assert np.isclose(acc.effect_sum()[0], w.sum())
     assert np.isclose(acc.scale_factor()[0], w.sum() / np.sqrt((w ** 2).sum()))
     assert np.isclose(acc.effect_sum(discounted=False)[0], T)
-    acc0 = FineAccumulator(1, fine_config(estimator="binormal", scaling="spread"))
+    acc0 = FineAccumulator(1, fine_config("paper", estimator="binormal", scaling="spread"))
     _stream(acc0, T, delta, rho=rho)   # discount 'none' ignores the contraction
     assert np.isclose(acc0.effect_sum()[0], T)
 
 
 def test_logging_mask_counts():
     T, n = 60, 6
-    acc = FineAccumulator(n, fine_config(estimator="binormal"))
+    acc = FineAccumulator(n, fine_config("paper", estimator="binormal"))
     _stream(acc, T, np.full(n, 0.1), logged_every=3)
     assert np.all(acc.count == T // 3)
     sig_p, _, counts = acc.signals()
@@ -146,7 +146,7 @@ def test_storage_options(tmp_path):
     delta = np.array([0.1, 0.0, -0.1])
     res = {}
     for storage in ("buffer", "reservoir", "moments", "disk"):
-        cfg = fine_config(estimator="binormal", storage=storage, reservoir_size=128,
+        cfg = fine_config("paper", estimator="binormal", storage=storage, reservoir_size=128,
                           store_dir=str(tmp_path))
         acc = FineAccumulator(n, cfg, n_steps=T)
         _stream(acc, T, delta)
@@ -166,7 +166,7 @@ def test_storage_options(tmp_path):
 
 
 def test_batch_shape_splits_runs():
-    acc = FineAccumulator(3, fine_config(estimator="binormal"), batch_shape=(4,))
+    acc = FineAccumulator(3, fine_config("paper", estimator="binormal"), batch_shape=(4,))
     _stream(acc, 50, np.array([0.3, 0.0, -0.3]))
     out = acc.results()
     assert len(out) == 4 and all(len(r) == 3 for r in out)
@@ -186,6 +186,6 @@ def test_presets_and_config_roundtrip():
 
 
 def test_nonfinite_signal_is_refused():
-    acc = FineAccumulator(1, fine_config(decorrelation="none"))
+    acc = FineAccumulator(1, fine_config("paper", decorrelation="none"))
     with pytest.raises(FineError, match="non-finite"):
         acc.update(np.array([np.nan]), 0.0)

@@ -2,9 +2,10 @@
 
 Digits (scikit-learn), multinomial logistic regression by minibatch SGD, 300 training points
 with 5% flipped labels; 60 candidates (the flipped points and random ones); ground truth from
-200 retrains with and 200 without every candidate; f-INE (the paper's reconstruction and the
-calibrated variant), TracIn, TracInCP, influence functions and TRAK from 5 independent single
-runs. Writes a run folder with report.md, summary.json, truth.csv, scores.npz and figures/.
+1000 retrains with and 1000 without every candidate; f-INE (the calibrated default, its
+realised-effect form and the paper's reconstruction), TracIn, TracInCP, influence functions
+and TRAK from 5 independent single runs. Writes a run folder with report.md, summary.json,
+truth.csv, scores.npz and figures/.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None,
                    help="run folder (default runs/demo-<UTC timestamp>)")
-    p.add_argument("--replicas", "-R", type=int, default=200,
-                   help="retrains per side for the ground truth (default 200)")
+    p.add_argument("--replicas", "-R", type=int, default=1000,
+                   help="retrains per side for the ground truth (default 1000)")
     p.add_argument("--runs", type=int, default=5,
                    help="independent single runs for the consistency study (default 5)")
     p.add_argument("--candidates", default="flipped,random:45",
@@ -52,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"finf demo: writing {out}", file=sys.stderr)
     summary = run_study(config, out, progress=not args.no_progress)
     m = summary["methods"]
-    print(f"{'method':20s} {'spearman':>9s} {'jaccard':>8s} {'cv':>7s}")
+    print(f"{'method':26s} {'spearman':>9s} {'jaccard':>8s} {'cv':>7s}")
     for name, v in m.items():
-        print(f"{name:20s} {v['spearman']:9.3f} {v['jaccard']:8.3f} {v['cv']:7.3f}")
+        print(f"{name:26s} {v['spearman']:9.3f} {v['jaccard']:8.3f} {v['cv']:7.3f}")
     f = summary["fine"]
     print(f"f-INE [{f['preset']}]: bias {f['bias']:+.3f}, coverage {f['coverage']:.2f}; "
           f"report: {out}/report.md")
