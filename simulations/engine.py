@@ -80,8 +80,6 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.linalg import get_blas_funcs
-from threadpoolctl import threadpool_limits
 
 from simulations.models import loss_and_residual
 from simulations.recipes import Recipe, draw_init, seed_streams
@@ -225,35 +223,33 @@ def _fused_softmax_step(Z: np.ndarray, yb: np.ndarray, wb: np.ndarray, scale: fl
     ``with_residuals`` (observers read them), the unweighted residuals
     ``softmax(Z) - onehot(y)`` (then in ``Z``'s buffer, and ``G`` is a new array; otherwise
     ``G`` is in ``Z``'s buffer and the residuals are ``None``). ``(None, _, None)`` when the
-    fast exponentials could overflow (the caller then takes the stable path; ``Z`` is left
-    untouched in that case).
+    fast exponentials overflowed or a whole row underflowed (seen on the row sums, without
+    a pass over ``Z`` for its range): ``Z`` is then overwritten and the caller recomputes it
+    for the stable path.
     """
     R, b, C, K = Z.shape
-    flat = Z.reshape(R * b, C, K)
-    if b not in cache:
-        cache[b] = np.repeat(np.arange(R * b)[:, None], C, axis=1), np.arange(C)[None, :]
-    ri, ci = cache[b]
-    yi = np.repeat(yb.reshape(R * b, 1), C, axis=1)
-    zy = flat[ri, ci, yi].reshape(R, b, C)
+    if b not in cache:  # flat offsets of the rows (r, i, c); + y gives the label's logit
+        cache[b] = (np.arange(R * b * C) * K).reshape(R * b, C)
+    label = cache[b] + yb.reshape(R * b, 1)  # (R b, C): 1-D fancy indexing is the fast one
+    zy = Z.reshape(-1)[label].reshape(R, b, C)
     if not np.isfinite(zy).all():
         return None, zy[..., 0], None
-    zmax, zmin = float(Z.max()), float(Z.min())
-    lim = 80.0 if Z.dtype == np.float32 else 700.0
-    if zmax > lim or zmin < -lim or not np.isfinite(zmax + zmin):
-        return None, zy[..., 0], None  # exp would overflow or rows underflow: stable path
     e = np.exp(Z, out=Z)  # in place: no new buffer per step
     tot = np.matmul(e, np.ones((K, 1), dtype=e.dtype))[..., 0]  # (R, b, C)
+    # overflow (or NaN) makes a row sum non-finite; a row sum below the smallest normal
+    # number (times a margin) means the largest logit of the row lost precision
+    tiny = np.finfo(e.dtype).tiny * 2.0 ** 20
+    if not (np.isfinite(tot).all() and tot.min() >= tiny):
+        return None, zy[..., 0], None
     lse = np.log(tot)
-    if not np.isfinite(lse).all():  # cannot happen after the checks above; be safe
-        raise FloatingPointError("softmax normaliser underflowed")
     batch_loss = np.einsum("rbc,rbc->rc", lse - zy, wb) / b
     sw = wb * scale  # (R, b, C)
     if with_residuals:
         e *= (1.0 / tot)[..., None]
-        e.reshape(R * b, C, K)[ri, ci, yi] -= 1.0
+        e.reshape(-1)[label] -= 1.0
         return e * sw[..., None], batch_loss, e
     e *= (sw / tot)[..., None]
-    e.reshape(R * b, C, K)[ri, ci, yi] -= sw.reshape(R * b, C)
+    e.reshape(-1)[label] -= sw.reshape(R * b, C)
     return e, batch_loss, None
 
 
@@ -309,14 +305,12 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
     streams = [seed_streams(s) for s in seeds]
     # The parameters are kept as W = V * row_scale (row-wise): weight decay multiplies the
     # regularised rows by (1 - lr l2), which is a change of one scalar, and the gradient step
-    # V -= (X_B / row_scale)^T G is one BLAS call per replica that accumulates in place
-    # (gemm with beta = 1). One pass over the parameters per step instead of three.
+    # is V -= (X_B / row_scale)^T G: two passes over the parameters per step instead of four.
     V = np.empty((R, p, C, K), dtype=dtype)
     for r, (init_rng, _, _) in enumerate(streams):
         V[r] = draw_init(recipe.init, init_rng, (p, K), recipe.fit_intercept)[:, None, :]
     Vf = V.reshape(R, p, C * K)
     row_scale = np.ones(p, dtype=dtype)
-    gemm = get_blas_funcs("gemm", dtype=dtype)
 
     on_step = [o.on_step for o in observers if hasattr(o, "on_step")]
     if observers:
@@ -330,13 +324,13 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
     fused = recipe.model == "multinomial"
     rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     zbuf: dict[int, np.ndarray] = {}
+    gbuf: dict[int, np.ndarray] = {}
     step = 0
-    # One BLAS thread: the products here are small (b x p by p x C K), threads buy little
-    # and, with numpy's and scipy's two OpenBLAS pools alternating on 2 busy cores, their
-    # spinning threads slowed training down by 5-20x in measurements. Parallelism belongs one
-    # level up (joblib/Dask over chunks of replicas, simulations.scaleout).
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-            threadpool_limits(limits=1, user_api="blas"):
+    # BLAS threads: numpy's own pool (two threads on these 2 cores: about +20% retrains per
+    # second, finf bench retrain). Only numpy's BLAS runs in the loop: scipy's separate
+    # OpenBLAS pool alternating with numpy's made their spinning threads fight (5-20x slower
+    # in earlier measurements). joblib workers (simulations.scaleout) get one thread each.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(recipe.epochs):
             perms = np.stack([pr.permutation(n) for _, pr, _ in streams])  # (R, n)
             noise = (np.stack([nr.standard_normal((spe, p, K)) for _, _, nr in streams]
@@ -357,6 +351,8 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                     # observers read the unweighted residuals: then the step keeps them
                     G, batch_loss, res = _fused_softmax_step(Z, ye[:, s:e], wb, lr / b, rows,
                                                              with_residuals=bool(on_step))
+                    if G is None:  # Z was overwritten: recompute it for the stable path
+                        Z = np.matmul(Xb * row_scale, Vf, out=zbuf[b]).reshape(R, b, C, K)
                 if G is None:
                     loss, res = loss_and_residual(recipe.model, Z, ye[:, s:e, None])
                     batch_loss = np.einsum("rbc,rbc->rc", loss, wb) / b
@@ -381,11 +377,10 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                     if row_scale[0] < 1e-6:  # fold the scale back before it loses range
                         V *= row_scale[None, :, None, None]
                         row_scale[:] = 1.0
-                Xinv = Xb / row_scale  # (R, b, p)
-                for r in range(R):
-                    # V[r]^T (C K x p, Fortran order) -= G[r]^T (C K x b) @ Xinv[r] (b x p)
-                    gemm(-1.0, G[r].T, Xinv[r].T, beta=1.0, c=Vf[r].T, trans_b=1,
-                         overwrite_c=1)
+                Xinv = (Xb / row_scale).transpose(0, 2, 1)  # (R, p, b)
+                if p not in gbuf:
+                    gbuf[p] = np.empty((R, p, C * K), dtype=dtype)
+                Vf -= np.matmul(Xinv, G, out=gbuf[p])
                 if eps is not None:
                     V -= (lr * eps / row_scale[None, :, None])[:, :, None, :]
                 step += 1
