@@ -136,10 +136,10 @@ def fine(quick: bool = False) -> dict[str, Any]:
     * ``calibrated-realised``: the realised effect (in-batch steps) with the contraction
       discount; the dense per-step accumulator, O(n) per step.
 
-    ``observer_floor`` is the ratio of the same call with an observer that does nothing:
-    the engine leaves its fused softmax step when an observer is attached, a cost no capture
-    can remove. ``stage2_s`` is the one-off Stage-2 estimation after training; ``peak_mb``
-    the tracemalloc peak of the R' = 1 capture run.
+    ``observer_floor`` is the ratio of the same call with an observer that does nothing
+    (building each step's :class:`simulations.engine.StepInfo` and keeping the residuals), a
+    cost no capture can remove. ``stage2_s`` is the one-off Stage-2 estimation after
+    training; ``peak_mb`` the tracemalloc peak of the R' = 1 capture run.
     """
     from finf_stats.fine import fine_config
     from simulations.capture import AUX_SEED_OFFSET, FineCapture

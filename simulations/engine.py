@@ -361,11 +361,11 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                 if G is None:
                     # lr folded into the residual weights: one BLAS call gives lr * gradient
                     G = res * (wb * (lr / b))[..., None]
-                G = np.ascontiguousarray(G.reshape(R, b, C * K))
+                G = G.reshape(R, b, C * K)
                 eps = None if noise is None else sigma * noise[:, j]  # (R, p, K)
                 if on_step:
                     info = StepInfo(
-                        V=V, row_scale=row_scale.copy(), Xb=Xb, G=G, l2=recipe.l2,
+                        V=V, row_scale=row_scale, Xb=Xb, G=G, l2=recipe.l2,
                         p_reg=p_reg, step=step, epoch=epoch, lr=lr,
                         batch_indices=perms[:, s:e], batch_weights=np.moveaxis(wb, 1, 2),
                         residuals=np.moveaxis(res, 1, 2), batch_loss=batch_loss,
