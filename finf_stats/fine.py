@@ -790,8 +790,8 @@ class EventFineAccumulator:
 
     def update_many(self, decrease: np.ndarray, aux: np.ndarray | None, step: np.ndarray,
                     run_index: np.ndarray, candidate_index: np.ndarray,
-                    effect: np.ndarray) -> None:
-        r"""Add ``S`` consecutive steps at once (the same as ``S`` calls of :meth:`update`).
+                    effect: np.ndarray, steps: np.ndarray | None = None) -> None:
+        r"""Add ``S`` steps at once (the same as ``S`` calls of :meth:`update`).
 
         Parameters
         ----------
@@ -801,22 +801,30 @@ class EventFineAccumulator:
         step, run_index, candidate_index, effect
             The events of the ``S`` steps: the step within the block (``0 .. S-1``), flat run
             index, candidate index and :math:`c_t(S)`.
+        steps
+            The run's step numbers of the ``S`` steps (``(S,)``, each in ``0 .. n_steps-1``
+            and given once); default: the next ``S`` steps after those added so far.
         """
         d = np.asarray(decrease, dtype=float).reshape(-1, self.runs)
         S = d.shape[0]
         if self._t + S > self.n_steps:
             raise FineError(f"more steps than n_steps={self.n_steps}")
+        at = (np.arange(self._t, self._t + S) if steps is None
+              else np.asarray(steps, dtype=np.int64).reshape(-1))
+        if at.shape != (S,) or at.min() < 0 or at.max() >= self.n_steps:
+            raise FineError(f"steps must be {S} step numbers in [0, {self.n_steps}), "
+                            f"got {at.tolist()[:5]}")
         if self.config.decorrelation == "did":
             if aux is None:
                 raise FineError("decorrelation='did' needs the auxiliary run's decrease")
             d = d - np.asarray(aux, dtype=float).reshape(S, self.runs)
         if not np.all(np.isfinite(d)) or not np.all(np.isfinite(effect)):
-            raise FineError(f"non-finite f-INE signal in steps {self._t}..{self._t + S - 1} "
+            raise FineError(f"non-finite f-INE signal in steps {at.min()}..{at.max()} "
                             "(did training diverge?)")
-        self._q[:, self._t:self._t + S] = d.T
+        self._q[:, at] = d.T
         if np.size(effect):
             n = self.shape[-1]
-            self._ev_step.append(np.asarray(step, dtype=np.int64) + self._t)
+            self._ev_step.append(at[np.asarray(step, dtype=np.int64)])
             self._ev_index.append(np.asarray(run_index, dtype=np.int64) * n
                                   + np.asarray(candidate_index, dtype=np.int64))
             self._ev_value.append(np.asarray(effect, dtype=float).reshape(-1))

@@ -101,8 +101,14 @@ def target_value(model: str, theta: np.ndarray, X_t: np.ndarray, y_t: np.ndarray
 
 def candidate_weights(groups: list[np.ndarray] | np.ndarray, n: int) -> np.ndarray:
     """Membership matrix ``(n_candidates, n)``: row ``s`` has 1 on the examples of S_s."""
-    if isinstance(groups, np.ndarray) and groups.ndim == 1:
-        groups = [np.array([i]) for i in groups]
+    if isinstance(groups, np.ndarray) and groups.ndim == 1:  # single points: one scatter
+        idx = groups.astype(np.intp)
+        bad = np.flatnonzero((idx < 0) | (idx >= n))
+        if bad.size:
+            raise ValueError(f"candidate {bad[0]} has an out-of-range index (n = {n})")
+        A = np.zeros((idx.size, n))
+        A[np.arange(idx.size), idx] = 1.0
+        return A
     A = np.zeros((len(groups), n))
     for s, g in enumerate(groups):
         idx = np.atleast_1d(np.asarray(g, dtype=np.intp))

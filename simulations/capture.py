@@ -57,7 +57,7 @@ from simulations.baselines import (
     target_gradient,
     target_value,
 )
-from simulations.engine import design_matrix, train
+from simulations.engine import design_matrix, scaled_outputs, train
 from simulations.recipes import Recipe
 
 #: offset between a run's seed and its auxiliary run's seed
@@ -124,6 +124,14 @@ class FineCapture:
         self.allow_fast = bool(fast)
 
     @property
+    def membership(self) -> np.ndarray:
+        """Candidate membership ``(n_candidates, n)`` (built on first use: the fast path of
+        single points never needs it)."""
+        if self._membership is None:
+            self._membership = candidate_weights(self.candidates, self.n)
+        return self._membership
+
+    @property
     def n_replicas(self) -> int:
         """Replicas the engine must train: ``2 R'`` with auxiliary runs, else ``R'``."""
         return 2 * self.n_runs if self.uses_aux else self.n_runs
@@ -144,8 +152,15 @@ class FineCapture:
         self.n = ctx.features.shape[0]
         self.weights = ctx.weights
         self.C = C
-        self.A = candidate_weights(self.candidates, self.n)      # (S, n)
-        self.n_cand = self.A.shape[0]
+        self._membership: np.ndarray | None = None
+        self.n_cand = len(self.candidates)
+        if self.singles:
+            bad = np.flatnonzero((self.candidates < 0) | (self.candidates >= self.n))
+            if bad.size:
+                raise ValueError(f"candidate {bad[0]} has an out-of-range index "
+                                 f"(n = {self.n})")
+        else:
+            self._membership = candidate_weights(self.candidates, self.n)
         if self.singles:
             self.pos = np.full(self.n, -1, dtype=np.int64)
             self.pos[np.asarray(self.candidates, dtype=np.int64)] = np.arange(self.n_cand)
@@ -190,53 +205,66 @@ class FineCapture:
         if self.target == "prediction":
             self.r_pred = np.zeros((m, K))
             self.r_pred[:, 0] = 1.0
-        self._bufs: dict[int, dict[str, Any]] = {}
-        self._buf: dict[str, Any] | None = None
+        # the target rows and, for the L2 term, the intercept's unit row: one product a block
+        # gives the target logits X_t theta_t and the intercept theta_int of its steps
+        self._probe = self.X_t
+        if self.l2 > 0 and self.fit_intercept:
+            self._probe = np.vstack([self.X_t, np.eye(1, p, p - 1)])
+        # open blocks by batch size (the last batch of an epoch may be smaller); the dense
+        # accumulator takes steps in order, so it keeps one block at a time
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._last_b = -1
+        self._in_order = not isinstance(self.acc, EventFineAccumulator)
         self._pending = np.ones((self.acc_runs, self.C))
         self._needs_theta = self.config.effect == "expected"
 
-    def _new_buffer(self, b: int, info: Any) -> dict[str, Any]:
-        R, C = self.R, self.C
-        m, K = self.X_t.shape[0], info.params.shape[-1]
-        n = self.chunk_steps
-        buf = {"b": b, "k": 0, "zt": np.empty((n, R, C, m, K)),
-               "res": np.empty((n, R, C, b, K)), "idx": np.empty((n, R, b), dtype=np.intp),
-               "w": np.empty((n, R, C, b)), "lr": np.empty(n),
-               "step": np.empty(n, dtype=np.int64), "theta": [None] * n,
-               "nz": None if info.noise is None else np.empty((n, R, m, K)),
-               "tint": np.empty((n, R, C, K))}
-        return buf
+    def _new_block(self, info: Any) -> dict[str, Any]:
+        """Step buffers of one batch size, ``chunk_steps`` deep."""
+        n, V = self.chunk_steps, info.scaled_params
+        res, idx, w = info.residuals, info.batch_indices, info.batch_weights
+        return {"k": 0, "V": np.empty((n,) + V.shape, V.dtype),
+                "rs": np.empty((n,) + info.row_scale.shape, V.dtype),
+                "res": np.empty((n,) + res.shape, res.dtype),
+                "idx": np.empty((n,) + idx.shape, idx.dtype),
+                "w": np.empty((n,) + w.shape, w.dtype),
+                "noise": None if info.noise is None else np.empty((n,) + info.noise.shape),
+                "lr": np.empty(n), "step": np.empty(n, dtype=np.int64), "theta": [None] * n}
 
     def _record(self, info: Any) -> None:
-        """Copy what the step's signals need into the block buffer (a few copies)."""
+        """Copy what the step's signals need into the block's buffers (the engine reuses
+        its own); the signals of a full block are computed at once by :meth:`_flush`."""
         b = info.denominator
-        buf = self._buf
-        if buf is None or buf["b"] != b or buf["k"] == self.chunk_steps:
-            self._flush()
-            buf = self._bufs.get(b)
-            if buf is None:
-                buf = self._bufs[b] = self._new_buffer(b, info)
-            self._buf = buf
-        k = buf["k"]
-        P = info.params
-        np.matmul(self.X_t, P, out=buf["zt"][k])
-        np.copyto(buf["res"][k], info.residuals)
-        np.copyto(buf["idx"][k], info.batch_indices)
-        np.copyto(buf["w"][k], info.batch_weights)
-        if buf["nz"] is not None:
-            np.matmul(self.X_t, info.noise, out=buf["nz"][k])
-        if self.l2 > 0 and self.fit_intercept:
-            np.copyto(buf["tint"][k], P[:, :, self.p - 1, :])
-        buf["lr"][k] = info.lr
-        buf["step"][k] = info.step
+        if self._in_order and b != self._last_b:
+            self._flush_all()
+        self._last_b = b
+        blk = self._blocks.get(b)
+        if blk is None:
+            blk = self._blocks[b] = self._new_block(info)
+        k = blk["k"]
+        blk["V"][k] = info.scaled_params
+        blk["rs"][k] = info.row_scale
+        blk["res"][k] = info.residuals
+        blk["idx"][k] = info.batch_indices
+        blk["w"][k] = info.batch_weights
+        if blk["noise"] is not None:
+            blk["noise"][k] = info.noise
+        blk["lr"][k] = info.lr
+        blk["step"][k] = info.step
         if self._needs_theta and self._is_logged(info.step):
-            buf["theta"][k] = P[:self.acc_runs].copy()
-        buf["k"] = k + 1
+            blk["theta"][k] = info.params[:self.acc_runs].copy()
+        blk["k"] = k + 1
+        if k + 1 == self.chunk_steps:
+            self._flush(b)
+
+    def _flush_all(self) -> None:
+        for b, blk in self._blocks.items():
+            if blk["k"]:
+                self._flush(b)
 
     def _is_logged(self, step: int) -> bool:
         return self.config.logging != "every_k" or step % self.config.every_k == 0
 
-    def _flush(self) -> None:
+    def _flush(self, b: int) -> None:
         r"""Signals of the buffered steps, vectorised over steps, replicas and the batch.
 
         With :math:`r_t` the target residuals and :math:`G` the Gram matrix,
@@ -251,31 +279,35 @@ class FineCapture:
 
         so no ``(p, K)`` gradient is formed when the target has few points.
         """
-        buf = self._buf
-        if buf is None or buf["k"] == 0:
-            return
-        S, b = buf["k"], buf["b"]
+        blk = self._blocks[b]
+        S, blk["k"] = blk["k"], 0
         Rm, C, m = self.n_runs, self.C, self.X_t.shape[0]
-        zt, res, idx, w = buf["zt"][:S], buf["res"][:S], buf["idx"][:S], buf["w"][:S]
-        lr = buf["lr"][:S]
+        probe = scaled_outputs(self._probe, blk["V"][:S], blk["rs"][:S])      # (S,R,C,m',K)
+        zt = probe[..., :m, :]
+        res, idx, w, lr = blk["res"][:S], blk["idx"][:S], blk["w"][:S], blk["lr"][:S]
         if self.target == "prediction":
             r_t = np.broadcast_to(self.r_pred, zt.shape)
         else:
             r_t = residuals_from_logits(self.model, zt, self.y_t)           # (S,R,C,m,K)
-        g = None
+        g = xg = None
         if self.gram is not None:
-            xg = np.matmul(self.gram[idx][:, :, None], r_t)                   # (S,R,C,b,K)
-            xg /= m
+            gram_b = self.gram[idx]                                           # (S,R,b,m)
+            # x_i.g_t . r_i = sum_j G_ij (r_i . r_t,j) / m: no (S,R,C,b,K) product needed
+            rr = np.matmul(res, r_t.swapaxes(-1, -2))                         # (S,R,C,b,m)
+            dots = np.einsum("srcbj,srbj->srcb", rr, gram_b) / m
+            if self._in_order and self.config.discount == "contraction":
+                xg = np.matmul(gram_b[:, :, None], r_t) / m                   # (S,R,C,b,K)
         else:
             g = np.matmul(self.X_t.T, r_t) / m                                # (S,R,C,p,K)
             xg = np.matmul(self.X[idx][:, :, None], g)
-        dots = np.einsum("srcbk,srcbk->srcb", xg, res)
+            dots = np.einsum("srcbk,srcbk->srcb", xg, res)
         gB = np.einsum("srcb,srcb->src", w, dots) / b
         if self.l2 > 0:
-            zreg = zt - buf["tint"][:S, :, :, None, :] if self.fit_intercept else zt
+            zreg = zt - probe[..., m:, :] if self.fit_intercept else zt
             gB += self.l2 / m * np.einsum("srcmk,srcmk->src", r_t, zreg)
-        if buf["nz"] is not None:
-            gB += np.einsum("srcmk,srmk->src", r_t, buf["nz"][:S]) / m
+        if blk["noise"] is not None:
+            nz = np.matmul(self.X_t, blk["noise"][:S])                        # (S, R, m, K)
+            gB += np.einsum("srcmk,srmk->src", r_t, nz) / m
         d = lr[:, None, None] * gB                                            # (S, R, C)
         Ra = self.acc_runs
         contrib = (lr / b)[:, None, None, None] * w[:, :Ra] * dots[:, :Ra]  # (S,Ra,C,b)
@@ -290,18 +322,18 @@ class FineCapture:
                                                   minlength=self.tracin.size)
         aux = d[:, self.n_runs:] if self.uses_aux else None
         if isinstance(self.acc, EventFineAccumulator):
-            self.acc.update_many(d[:, :Rm], aux, np.repeat(ss, C), run, cand, val)
+            self.acc.update_many(d[:, :Rm], aux, np.repeat(ss, C), run, cand, val,
+                                 steps=blk["step"][:S].copy())
         else:
-            self._dense_block(buf, S, d, contrib, xg, res, w, r_t, g, idx, lr)
-        buf["k"] = 0
-        buf["theta"] = [None] * self.chunk_steps
+            self._dense_block(blk, S, b, d, contrib, xg, res, w, r_t, g, idx, lr)
 
-    def _dense_block(self, buf: dict[str, Any], S: int, d: np.ndarray, contrib: np.ndarray,
-                     xg: np.ndarray, res: np.ndarray, w: np.ndarray, r_t: np.ndarray,
-                     g: np.ndarray | None, idx: np.ndarray, lr: np.ndarray) -> None:
+    def _dense_block(self, blk: dict[str, list], S: int, b: int, d: np.ndarray,
+                     contrib: np.ndarray, xg: np.ndarray, res: np.ndarray, w: np.ndarray,
+                     r_t: np.ndarray, g: np.ndarray | None, idx: np.ndarray,
+                     lr: np.ndarray) -> None:
         """Feed the dense accumulator the buffered steps (one update per logged step)."""
         cfg = self.config
-        Ra, C, Rm, b = self.acc_runs, self.C, self.n_runs, buf["b"]
+        Ra, C, Rm = self.acc_runs, self.C, self.n_runs
         if self.uses_aux:
             # replica r's auxiliary run is r + R' (and, for the aux replicas themselves, r - R')
             partner = (np.arange(Ra) + Rm) % self.R
@@ -313,7 +345,7 @@ class FineCapture:
                                           None if g is None else g[:, :Ra])   # (S, Ra, C)
         s_b = self.pos[idx[:, :Ra]]                                           # (S, Ra, b)
         for k in range(S):
-            step = int(buf["step"][k])
+            step = blk["step"][k]
             if rho is not None:
                 self._pending *= rho[k]
             if not self._is_logged(step):
@@ -325,7 +357,7 @@ class FineCapture:
             in_b[rr, 0, s_b[k][rr, jj]] = True
             base = d[k, :Ra, :, None] - actual
             if cfg.effect == "expected":
-                effect = self._expected_block(buf["theta"][k], r_t[k, :Ra],
+                effect = self._expected_block(blk["theta"][k], r_t[k, :Ra],
                                               None if g is None else g[k, :Ra], float(lr[k]))
             else:
                 effect = actual
@@ -470,7 +502,7 @@ class FineCapture:
             rr, jj = np.nonzero(s_b >= 0)
             np.add.at(out, (rr, slice(None), s_b[rr, jj]), values[rr, :, jj])
             return out
-        Ab = self.A[:, idx]                                               # (S, Rm, b)
+        Ab = self.membership[:, idx]                                               # (S, Rm, b)
         return np.einsum("rcb,srb->rcs", values, Ab)
 
     def _expected_effect(self, g: np.ndarray, P: np.ndarray, lr: float,
@@ -483,7 +515,7 @@ class FineCapture:
             hn = np.linalg.norm(self.X, axis=1)[None, None] * np.linalg.norm(r_all, axis=3)
             dots = dots / np.maximum(gn[..., None] * hn, 1e-300)
         per = lr * dots * self.weights[None] / self.n                     # (Rm, C, n)
-        return per @ self.A.T
+        return per @ self.membership.T
 
     def _contraction(self, g: np.ndarray, xg: np.ndarray, res: np.ndarray, w: np.ndarray,
                      b: int, idx: np.ndarray, lr: float) -> np.ndarray:
@@ -506,7 +538,7 @@ class FineCapture:
     def on_end(self, params: np.ndarray) -> None:
         if self.fast:
             t0 = time.perf_counter()
-            self._flush()
+            self._flush_all()
             if isinstance(self.acc, FineAccumulator):
                 self.acc.discount(self._pending[..., None])   # steps after the last logged
                 self._pending = np.ones_like(self._pending)

@@ -53,6 +53,10 @@ residuals      (R, C, b, K)     :math:`r_i = \\partial\\,\\mathrm{loss}_i/\\part
                                 :math:`\\theta_t` (unweighted); the per-example gradient is
                                 ``features[i][:, None] * residuals[r, c, j][None, :]``
 batch_loss     (R, C)           :math:`\\frac1{|B|}\\sum w_i\\,\\mathrm{loss}_i` (no L2)
+scaled_params  (R, p, C, K)     the engine's form of :math:`\\theta_t`: ``params`` is
+                                ``scaled_params * row_scale[:, None, None]`` with the
+                                axes ``p`` and ``C`` swapped (:func:`scaled_outputs`)
+row_scale      (p,)             see ``scaled_params``
 gradient       (R, C, p, K)     :math:`\\nabla L_{B_t}(\\theta_t)` with L2, without noise
 noise          (R, p, K)|None   :math:`\\sigma\\xi_t` (shared by a replica's columns)
 update         (R, C, p, K)     :math:`\\theta_{t+1}-\\theta_t = -\\eta_t(\\nabla L+\\sigma\\xi_t)`
@@ -60,9 +64,11 @@ update         (R, C, p, K)     :math:`\\theta_{t+1}-\\theta_t = -\\eta_t(\\nabl
 denominator    int              ``|B|``
 ============== ================ ===========================================================
 
-The arrays are read-only views into the engine's buffers, valid only during the call: an
-observer that keeps anything must copy it. Nothing stores the trajectory unless an observer
-does (memory is ``O(R C (n + p K))`` whatever the number of steps).
+The arrays are views into the engine's buffers, valid only during the call: an observer that
+keeps anything must copy it, except ``batch_indices``, ``batch_weights`` and ``noise``, which
+the engine never overwrites (each epoch draws new arrays), so an observer may keep them.
+Nothing stores the trajectory unless an observer does (memory is ``O(R C (n + p K))``
+whatever the number of steps).
 :class:`TrainContext` carries the recipe, the design matrix ``features`` ``(n, p)`` (with the
 intercept column), ``labels`` ``(n,)``, ``weights`` ``(C, n)``, ``seeds`` ``(R,)``, the
 learning rates of all steps and the shapes, so an observer can compute target gradients
@@ -112,25 +118,47 @@ class TrainContext:
     shape: tuple[int, int, int, int]
 
 
+def scaled_outputs(A: np.ndarray, scaled_params: np.ndarray,
+                   row_scale: np.ndarray) -> np.ndarray:
+    r"""Linear outputs :math:`A\,\theta` from the engine's scaled parameters (see
+    :attr:`StepInfo.scaled_params`), for any leading dimensions (e.g. many steps at once).
+
+    ``A`` ``(m, p)`` (rows with the intercept column), ``scaled_params`` ``(..., R, p, C, K)``,
+    ``row_scale`` ``(..., p)``; returns ``(..., R, C, m, K)`` in one batched product, without
+    forming :math:`\theta`.
+    """
+    *lead, R, p, C, K = scaled_params.shape
+    scaled = A * np.asarray(row_scale)[..., None, None, :]                  # (..., 1, m, p)
+    out = np.matmul(scaled, scaled_params.reshape(*lead, R, p, C * K))      # (..., R, m, C K)
+    out = out.reshape(*lead, R, A.shape[0], C, K)
+    return np.swapaxes(out, -3, -2)
+
+
 class StepInfo:
     """One SGD step as the observers see it (see the module docstring for the fields).
 
     ``params``, ``gradient`` and ``update`` are computed on first access only (the engine
     keeps the parameters in a scaled form, see :func:`train`), so an observer pays only for
-    what it reads.
+    what it reads; :meth:`outputs` gives ``A @ params`` without forming ``params``.
     """
 
     def __init__(self, *, V: np.ndarray, row_scale: np.ndarray, Xb: np.ndarray,
-                 G: np.ndarray, l2: float, p_reg: int, **kw: Any):
+                 G: np.ndarray, l2: float, p_reg: int, step: int, epoch: int, lr: float,
+                 batch_indices: np.ndarray, batch_weights: np.ndarray,
+                 residuals: np.ndarray, batch_loss: np.ndarray, noise: np.ndarray | None,
+                 denominator: int) -> None:
+        self.scaled_params, self.row_scale = V, row_scale
         self._V, self._row_scale, self._Xb, self._G = V, row_scale, Xb, G
         self._l2, self._p_reg = l2, p_reg
-        for k, v in kw.items():
-            setattr(self, k, v)
+        self.step, self.epoch, self.lr = step, epoch, lr
+        self.batch_indices, self.batch_weights = batch_indices, batch_weights
+        self.residuals, self.batch_loss = residuals, batch_loss
+        self.noise, self.denominator = noise, denominator
 
     @cached_property
     def params(self) -> np.ndarray:
         W = self._V * self._row_scale[None, :, None, None]  # (R, p, C, K)
-        out = np.moveaxis(W, 2, 1)
+        out = W.transpose(0, 2, 1, 3)
         out.flags.writeable = False
         return out
 
@@ -139,8 +167,8 @@ class StepInfo:
         R, p, C, K = self._V.shape
         grad = np.matmul(self._Xb.transpose(0, 2, 1), self._G).reshape(R, p, C, K) / self.lr
         if self._l2 > 0:
-            grad[:, :self._p_reg] += self._l2 * np.moveaxis(self.params, 1, 2)[:, :self._p_reg]
-        out = np.moveaxis(grad, 2, 1)
+            grad[:, :self._p_reg] += self._l2 * self.params.transpose(0, 2, 1, 3)[:, :self._p_reg]
+        out = grad.transpose(0, 2, 1, 3)
         out.flags.writeable = False
         return out
 
@@ -338,6 +366,7 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
             Xe = Xa[perms]  # (R, n, p)
             ye = y[perms]  # (R, n)
             we = np.ascontiguousarray(np.moveaxis(weights[:, perms], 0, 2))  # (R, n, C)
+            perms.flags.writeable = we.flags.writeable = False  # observers may keep views
             for j, (s, e) in enumerate(bounds):
                 b = e - s
                 Xb = Xe[:, s:e]
@@ -367,8 +396,8 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                     info = StepInfo(
                         V=V, row_scale=row_scale, Xb=Xb, G=G, l2=recipe.l2,
                         p_reg=p_reg, step=step, epoch=epoch, lr=lr,
-                        batch_indices=perms[:, s:e], batch_weights=np.moveaxis(wb, 1, 2),
-                        residuals=np.moveaxis(res, 1, 2), batch_loss=batch_loss,
+                        batch_indices=perms[:, s:e], batch_weights=wb.transpose(0, 2, 1),
+                        residuals=res.transpose(0, 2, 1, 3), batch_loss=batch_loss,
                         noise=eps, denominator=b)
                     for f in on_step:
                         f(info)
