@@ -13,6 +13,15 @@ with, for every candidate subset :math:`S`,
 * optionally ``contraction`` :math:`\rho_t \in (0, 1]`, how much a perturbation of the
   parameters along the target gradient survives step t (used by ``discount="contraction"``).
 
+``discount="adjoint"`` replaces the scalar contraction by the exact first-order response: the
+capture carries the final target's gradient back through the steps' batch Hessians,
+:math:`v_T = \nabla\ell(\theta_T)`, :math:`v_t = (I - \eta_t H_{B_t}(\theta_t))\,v_{t+1}`,
+and the effect of step t is :math:`c_t(S) = \eta_t\,v_{t+1}^\top h_t(S)/b` (or its
+expectation over the batch, :math:`/N`), so :math:`A = \sum_t c_t` is the linearised change
+of the final target when S is left out (as in SGD-influence, Hara et al. 2019). It needs the
+run's trajectory, so it is computed after training (:func:`across_run_results` turns it into
+:math:`\mu`; only ``scaling="spread"``).
+
 Per-step signals (METHOD §6), all *decreases* of the target loss (larger = better):
 
 .. math::
@@ -73,7 +82,7 @@ Similarity = Literal["dot", "cosine"]
 Decorrelation = Literal["none", "diff", "did"]
 Estimator = Literal["threshold-max", "binormal", "auc", "probit"]
 Scaling = Literal["sqrt_steps", "sum", "spread", "none"]
-Discount = Literal["none", "contraction"]
+Discount = Literal["none", "contraction", "adjoint"]
 Storage = Literal["buffer", "disk", "reservoir", "moments"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -83,7 +92,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "decorrelation": ("none", "diff", "did"),
     "estimator": ("threshold-max", "binormal", "auc", "probit"),
     "scaling": ("sqrt_steps", "sum", "spread", "none"),
-    "discount": ("none", "contraction"),
+    "discount": ("none", "contraction", "adjoint"),
     "storage": ("buffer", "disk", "reservoir", "moments"),
 }
 
@@ -169,6 +178,11 @@ class FineConfig:
                             "effect='expected' needs 'every' or 'every_k' logging")
         if not 0 < self.confidence < 1:
             raise FineError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.discount == "adjoint" and (self.scaling != "spread"
+                                           or self.logging != "every"
+                                           or self.similarity != "dot"):
+            raise FineError("discount='adjoint' gives the effect sum after training: it needs "
+                            "scaling='spread', logging='every' and similarity='dot'")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -630,31 +644,9 @@ class FineAccumulator:
     def _across_run_interval(self, num: np.ndarray, s: np.ndarray, effect_sd: Any,
                              n_spread: int | None, n_effect: int | None) -> Any:
         """The across-run interval of ``scaling="spread"`` (see :meth:`results`)."""
-        from finf_stats.results import InfluenceResults
-
-        cfg = self.config
-        if n_effect is None or n_effect < 2:
-            raise FineError("effect_sd needs n_effect >= 2 runs")
         sd = np.broadcast_to(np.asarray(effect_sd, dtype=float), self.shape).reshape(-1)
-        mu = num / s
-        var = (sd / s) ** 2
-        if n_spread is not None and n_spread >= 2:
-            var = var + mu ** 2 / (2 * (n_spread - 1))
-        se = np.sqrt(var)
-        df = n_effect - 1
-        q = stats.t.ppf(0.5 + cfg.confidence / 2, df)
-        # the test of mu = 0 is the test of E[A] = 0: s_K > 0 only scales, so its
-        # uncertainty does not enter the t statistic (it would cap |t| at sqrt(2(K_s-1)))
-        se0 = sd / s
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tstat = np.where(se0 > 0, np.abs(mu) / np.where(se0 > 0, se0, 1), np.inf)
-        p_value = np.where(mu == 0, 1.0, 2 * stats.t.sf(tstat, df))
-        count = self.count.copy()
-        return InfluenceResults(
-            mu=mu, ci_low=mu - q * se, ci_high=mu + q * se, p_value=p_value,
-            method=f"fine[across-run t{df}, spread]", n_with=count, n_without=count.copy(),
-            confidence=cfg.confidence, probit_slope=np.full(self.size, np.nan),
-            max_gap=np.full(self.size, np.nan))
+        return across_run_results(num, s, sd, n_spread=n_spread, n_effect=n_effect,
+                                  n_steps=self.count.copy(), confidence=self.config.confidence)
 
     def _step_estimates(self) -> Any:
         """The per-step estimator on every candidate's samples (flat, length M)."""
@@ -855,6 +847,56 @@ class EventFineAccumulator:
                                        n_effect=n_effect)
 
 
+def across_run_results(effect_sum: np.ndarray, spread: np.ndarray, effect_sd: np.ndarray, *,
+                       n_spread: int | None, n_effect: int | None, n_steps: np.ndarray,
+                       confidence: float = 0.95) -> Any:
+    r""":math:`\mu` of ``scaling="spread"`` with its across-run interval (flat arrays).
+
+    .. math::
+
+        \hat\mu = A/s_K,\qquad
+        \widehat{\mathrm{se}}^2 = \frac{\mathrm{sd}_K(A)^2}{s_K^2}
+        + \frac{\hat\mu^2}{2(K_s-1)},\qquad
+        \hat\mu \pm t_{K_e-1,\,1-a/2}\,\widehat{\mathrm{se}},
+
+    and the p-value of :math:`t = A/\mathrm{sd}_K(A)` on :math:`K_e - 1` degrees of freedom
+    (see :meth:`FineAccumulator.results`). ``effect_sum`` :math:`A`, ``spread``
+    :math:`s_K`, ``effect_sd`` and ``n_steps`` (logged steps, reported as the sample sizes)
+    have one entry per candidate; ``n_effect`` :math:`K_e \ge 2` runs gave ``effect_sd``,
+    ``n_spread`` :math:`K_s` runs ``spread`` (``None``: exact).
+    """
+    from finf_stats.results import InfluenceResults
+
+    if n_effect is None or n_effect < 2:
+        raise FineError("effect_sd needs n_effect >= 2 runs")
+    num = np.asarray(effect_sum, dtype=float)
+    s = np.broadcast_to(np.asarray(spread, dtype=float), num.shape)
+    sd = np.broadcast_to(np.asarray(effect_sd, dtype=float), num.shape)
+    if not (np.all(np.isfinite(num)) and np.all(np.isfinite(sd))):
+        raise FineError("non-finite f-INE effect (did training diverge?)")
+    if np.any(~(s > 0)):
+        raise FineError("spread must be positive")
+    mu = num / s
+    var = (sd / s) ** 2
+    if n_spread is not None and n_spread >= 2:
+        var = var + mu ** 2 / (2 * (n_spread - 1))
+    se = np.sqrt(var)
+    df = n_effect - 1
+    q = stats.t.ppf(0.5 + confidence / 2, df)
+    # the test of mu = 0 is the test of E[A] = 0: s_K > 0 only scales, so its
+    # uncertainty does not enter the t statistic (it would cap |t| at sqrt(2(K_s-1)))
+    se0 = sd / s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tstat = np.where(se0 > 0, np.abs(mu) / np.where(se0 > 0, se0, 1), np.inf)
+    p_value = np.where(mu == 0, 1.0, 2 * stats.t.sf(tstat, df))
+    count = np.broadcast_to(np.asarray(n_steps), num.shape).copy()
+    return InfluenceResults(
+        mu=mu, ci_low=mu - q * se, ci_high=mu + q * se, p_value=p_value,
+        method=f"fine[across-run t{df}, spread]", n_with=count, n_without=count.copy(),
+        confidence=confidence, probit_slope=np.full(num.size, np.nan),
+        max_gap=np.full(num.size, np.nan))
+
+
 def _split(flat: Any, shape: tuple[int, ...]) -> list:
     """Split flat InfluenceResults of ``prod(shape)`` rows into nested per-run lists."""
     n = shape[-1]
@@ -877,4 +919,4 @@ def combine_sqrt(mu_step: np.ndarray, n_steps: np.ndarray | int) -> np.ndarray:
 
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "EventFineAccumulator", "FineAccumulator", "FineConfig",
-           "FineError", "combine_sqrt", "fine_config"]
+           "FineError", "across_run_results", "combine_sqrt", "fine_config"]

@@ -48,6 +48,8 @@ from finf_stats.fine import (
     EventFineAccumulator,
     FineAccumulator,
     FineConfig,
+    FineError,
+    across_run_results,
     fine_config,
 )
 from simulations.baselines import (
@@ -58,6 +60,7 @@ from simulations.baselines import (
     target_value,
 )
 from simulations.engine import design_matrix, scaled_outputs, train
+from simulations.models import curvature_product
 from simulations.recipes import Recipe
 
 #: offset between a run's seed and its auxiliary run's seed
@@ -171,8 +174,17 @@ class FineCapture:
         # scaling="spread" keeps every replica's effect (runs and auxiliary runs): the
         # across-run spread of the one-run effect is the interval of mu (FineAccumulator)
         self.acc_runs = R if (self.fast and cfg.scaling == "spread") else self.n_runs
+        self.acc_steps = ctx.n_steps
         shape = (self.acc_runs, C)
-        if (self.fast and EventFineAccumulator.supports(cfg)):
+        self._adjoint = cfg.discount == "adjoint"
+        self._trajectory: list[dict[str, Any]] = []
+        self.adjoint_effect: np.ndarray | None = None
+        if self._adjoint and not self.fast:
+            raise FineError("discount='adjoint' needs single-point candidates, similarity="
+                            "'dot' and the fast capture (fast=True)")
+        if self._adjoint:
+            self.acc = None  # the effect comes from the backward pass after training
+        elif self.fast and EventFineAccumulator.supports(cfg):
             self.acc = EventFineAccumulator(self.n_cand, cfg, batch_shape=shape,
                                             n_steps=ctx.n_steps)
         else:
@@ -216,7 +228,7 @@ class FineCapture:
         self._last_b = -1
         self._in_order = not isinstance(self.acc, EventFineAccumulator)
         self._pending = np.ones((self.acc_runs, self.C))
-        self._needs_theta = self.config.effect == "expected"
+        self._needs_theta = self.config.effect == "expected" and not self._adjoint
 
     def _new_block(self, info: Any) -> dict[str, Any]:
         """Step buffers of one batch size, ``chunk_steps`` deep."""
@@ -257,7 +269,7 @@ class FineCapture:
             self._flush(b)
 
     def _flush_all(self) -> None:
-        for b, blk in self._blocks.items():
+        for b, blk in list(self._blocks.items()):
             if blk["k"]:
                 self._flush(b)
 
@@ -321,7 +333,11 @@ class FineCapture:
         self.tracin.reshape(-1)[:] += np.bincount(flat, weights=val,
                                                   minlength=self.tracin.size)
         aux = d[:, self.n_runs:] if self.uses_aux else None
-        if isinstance(self.acc, EventFineAccumulator):
+        if self._adjoint:  # keep the block for the backward pass; the next gets new buffers
+            self._trajectory.append({k: blk[k][:S] for k in ("V", "rs", "res", "idx", "w",
+                                                               "lr")})
+            del self._blocks[b]
+        elif isinstance(self.acc, EventFineAccumulator):
             self.acc.update_many(d[:, :Rm], aux, np.repeat(ss, C), run, cand, val,
                                  steps=blk["step"][:S].copy())
         else:
@@ -390,16 +406,9 @@ class FineCapture:
         with :math:`\lVert g\rVert^2 = r_t^\top (X_t X_t^\top) r_t/m^2` from the Gram
         matrix."""
         m = self.X_t.shape[0]
-        if self.model == "multinomial":
-            yb = self.y[idx]                                                  # (S, Ra, b)
-            prob = res + (yb[:, :, None, :, None] == np.arange(res.shape[-1]))
-            px = prob * xg
-            quad = np.einsum("srcbk,srcbk->srcb", px, xg) - px.sum(axis=-1) ** 2
-        elif self.model == "logistic":
-            sg = res[..., 0] + self.y[idx][:, :, None, :]
-            quad = sg * (1 - sg) * xg[..., 0] ** 2
-        else:
-            quad = xg[..., 0] ** 2
+        yb = self.y[idx][:, :, None, :]                                       # (S, Ra, 1, b)
+        quad = np.einsum("srcbk,srcbk->srcb", xg,
+                         curvature_product(self.model, res, yb, xg))
         curv = np.einsum("srcb,srcb->src", w, quad) / b
         if g is None:
             gg = np.einsum("srcjk,srcjk->src", np.matmul(self.gram_tt, r_t), r_t) / m ** 2
@@ -409,6 +418,49 @@ class FineCapture:
             gr = np.einsum("srcpk,srcpk->src", g[..., :self.p_reg, :], g[..., :self.p_reg, :])
         curv = curv + self.l2 * gr
         return np.clip(1 - lr[:, None, None] * curv / np.maximum(gg, 1e-300), 0.0, 1.0)
+
+    def _backward(self, params: np.ndarray) -> np.ndarray:
+        r"""``discount="adjoint"``: the effect sum :math:`A` of every replica, ``(Ra, C, S)``.
+
+        From the stored trajectory, last step first: :math:`v_T = \nabla\ell(\theta_T)`,
+        the effect of step t is :math:`\eta_t w_z\,v_{t+1}^\top\nabla\mathrm{loss}_z
+        (\theta_t)/b` for z in the batch (``effect="actual"``) or :math:`/N` for every
+        candidate (``"expected"``), then :math:`v_t = v_{t+1} - \eta_t H_{B_t} v_{t+1}`
+        with the batch Hessian of the weighted loss and the L2 term (ghost form:
+        :math:`H_B v = \frac1b\sum_i w_i x_i\,(\partial r_i/\partial z)(x_i^\top v)`).
+        """
+        Ra, C = self.acc_runs, self.C
+        v = target_gradient(self.model, params[:Ra], self.X_t, self.y_t, self.target)
+        A = np.zeros((Ra, C, self.n_cand))
+        flat = A.reshape(-1)
+        expected = self.config.effect == "expected"
+        offset = (np.arange(Ra)[:, None, None] * C + np.arange(C)[None, :, None]) * self.n_cand
+        for blk in reversed(self._trajectory):
+            if expected:  # the candidates' residuals at every step of the block at once
+                z_c = scaled_outputs(self.Xc, blk["V"][:, :Ra], blk["rs"])    # (S,Ra,C,S',K)
+                r_c = residuals_from_logits(self.model, z_c, self.yc)
+            for k in range(len(blk["lr"]) - 1, -1, -1):
+                idx, lr = blk["idx"][k, :Ra], float(blk["lr"][k])
+                res, w = blk["res"][k, :Ra], blk["w"][k, :Ra]                 # (Ra,C,b,K)
+                b = idx.shape[1]
+                Xb = self.X[idx]                                              # (Ra, b, p)
+                u = np.matmul(Xb[:, None], v)                                 # (Ra,C,b,K)
+                if expected:
+                    dots = np.einsum("rcsk,rcsk->rcs", np.matmul(self.Xc, v), r_c[k])
+                    A += (lr / self.n) * self.w_c * dots
+                else:
+                    contrib = (lr / b) * w * np.einsum("rcbk,rcbk->rcb", u, res)
+                    s_b = self.pos[idx][:, None, :]                           # (Ra, 1, b)
+                    hit = np.broadcast_to(s_b >= 0, contrib.shape)
+                    at = np.broadcast_to(offset + s_b, contrib.shape)[hit]
+                    flat += np.bincount(at, weights=contrib[hit], minlength=flat.size)
+                Ju = curvature_product(self.model, res, self.y[idx][:, None, :], u)
+                Hv = np.matmul(Xb.transpose(0, 2, 1)[:, None], Ju * w[..., None]) / b
+                if self.l2 > 0:
+                    Hv[:, :, :self.p_reg] += self.l2 * v[:, :, :self.p_reg]
+                v = v - lr * Hv
+        self._trajectory = []
+        return A
 
     # ------------------------------------------------------------------ one step
     def on_step(self, info: Any) -> None:
@@ -520,15 +572,8 @@ class FineCapture:
     def _contraction(self, g: np.ndarray, xg: np.ndarray, res: np.ndarray, w: np.ndarray,
                      b: int, idx: np.ndarray, lr: float) -> np.ndarray:
         r""":math:`\rho_t` per run, ``(Rm, C)``: the batch Hessian's curvature along g."""
-        if self.model == "multinomial":
-            yb = self.y[idx]                                              # (Rm, b)
-            prob = res + (yb[:, None, :, None] == np.arange(res.shape[-1]))
-            quad = (np.sum(prob * xg ** 2, axis=-1) - np.sum(prob * xg, axis=-1) ** 2)
-        elif self.model == "logistic":
-            s = res[..., 0] + self.y[idx][:, None, :]
-            quad = s * (1 - s) * xg[..., 0] ** 2
-        else:
-            quad = xg[..., 0] ** 2
+        yb = self.y[idx][:, None, :]                                      # (Rm, 1, b)
+        quad = np.einsum("rcbk,rcbk->rcb", xg, curvature_product(self.model, res, yb, xg))
         curv = np.einsum("rcb,rcb->rc", w, quad) / b
         gg = np.einsum("rcpk,rcpk->rc", g, g)
         curv = curv + self.l2 * np.einsum("rcpk,rcpk->rc", g[:, :, :self.p_reg],
@@ -542,6 +587,8 @@ class FineCapture:
             if isinstance(self.acc, FineAccumulator):
                 self.acc.discount(self._pending[..., None])   # steps after the last logged
                 self._pending = np.ones_like(self._pending)
+            if self._adjoint:
+                self.adjoint_effect = self._backward(params)
             self.seconds += time.perf_counter() - t0
         self.final_target = target_value(self.model, params, self.X_t, self.y_t,
                                          self.target)                     # (R, C)
@@ -558,6 +605,8 @@ class FineCapture:
 
     def results(self) -> list:
         """Stage 2: nested ``[run][column]`` lists of :class:`finf_stats.InfluenceResults`."""
+        if self._adjoint:
+            return self._adjoint_results()
         if self.config.scaling != "spread":
             return self.acc.results()
         s, k = self.spread()
@@ -571,6 +620,22 @@ class FineCapture:
         sd = np.broadcast_to(A.std(axis=0, ddof=1)[None], A.shape)
         return self.acc.results(spread=spread, n_spread=k, effect_sd=sd,
                                 n_effect=self.acc_runs)[:self.n_runs]
+
+
+    def _adjoint_results(self) -> list:
+        """``discount="adjoint"``: the across-run interval of the backward-pass effect."""
+        if self.adjoint_effect is None:
+            raise RuntimeError("training has not finished")
+        A = self.adjoint_effect                                          # (Ra, C, S)
+        if A.shape[0] < 2:
+            raise FineError("discount='adjoint' needs at least 2 replicas (use "
+                            "decorrelation='did' or several runs) for the across-run spread")
+        s, k = self.spread()
+        sd = A.std(axis=0, ddof=1)
+        steps = np.full(self.n_cand, self.acc_steps)
+        return [[across_run_results(A[r, c], s[c], sd[c], n_spread=k, n_effect=A.shape[0],
+                                    n_steps=steps, confidence=self.config.confidence)
+                 for c in range(self.C)] for r in range(self.n_runs)]
 
 
 @dataclass

@@ -71,6 +71,30 @@ def loss_and_residual(model: str, z: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     raise ValueError(f"unknown model family {model!r}")
 
 
+def curvature_product(model: str, residual: np.ndarray, y: np.ndarray,
+                      u: np.ndarray) -> np.ndarray:
+    r"""The loss's Hessian in the predictor applied to ``u``: :math:`\partial r/\partial z\;u`.
+
+    From the residual ``r`` (no second forward pass): ``1`` for the squared loss,
+    :math:`s(1-s)` with :math:`s = r + y` for the logistic loss, and
+    :math:`\mathrm{diag}(p) - p p^\top` with :math:`p = r + e_y` for the multinomial one.
+    With it a batch Hessian-vector product is
+    :math:`H_B V = \frac1b\sum_i w_i\, x_i\,(\partial r_i/\partial z)(x_i^\top V)`.
+    ``residual`` and ``u`` have shape ``(..., K)``, ``y`` broadcasts to ``(...)``.
+    """
+    if model in ("linear", "ridge"):
+        return np.array(u, dtype=float, copy=True)
+    if model == "logistic":
+        s = residual[..., 0] + np.asarray(y, dtype=residual.dtype)
+        return (s * (1.0 - s))[..., None] * u
+    if model == "multinomial":
+        K = residual.shape[-1]
+        prob = residual + (np.asarray(y, dtype=np.intp)[..., None] == np.arange(K))
+        pu = prob * u
+        return pu - prob * pu.sum(axis=-1, keepdims=True)
+    raise ValueError(f"unknown model family {model!r}")
+
+
 def loss(model: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-example loss only (see :func:`loss_and_residual`)."""
     return loss_and_residual(model, z, y)[0]

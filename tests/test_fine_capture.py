@@ -106,3 +106,58 @@ def test_paper_capture_with_noise_equals_step_by_step(problem):
     p_fast, q_fast = fast.capture.acc.signals()
     p_slow, q_slow, _ = slow.capture.acc.signals()
     assert np.allclose(p_fast, p_slow, atol=1e-6) and np.allclose(q_fast, q_slow, atol=1e-6)
+
+
+def _leave_out_difference(rec, X, y, Xt, yt, cands, seed, fraction=1.0):
+    """Exact change of the final target loss when each candidate's weight drops by
+    ``fraction`` (1: left out), per unit of ``fraction``, same seed (the engine's weight
+    columns share the replica's batch order)."""
+    from simulations.baselines import target_value
+    from simulations.engine import train
+
+    W = np.ones((1 + len(cands), len(y)))
+    W[1 + np.arange(len(cands)), cands] = 1.0 - fraction
+    params = train(rec, X, y, W, seeds=[seed])
+    value = target_value(rec.model, params, design_matrix(Xt, True), yt, "loss")[0]
+    return (value[1:] - value[0]) / fraction
+
+
+@pytest.mark.parametrize("model", ["multinomial", "logistic", "ridge"])
+def test_adjoint_effect_is_the_first_order_leave_out_difference(problem, model):
+    """discount='adjoint' with the realised effect is the derivative of the same-seed
+    final target in the candidate's weight: its error against a removal of a fraction eps
+    shrinks like eps (first order), and for a full removal it is far closer than the scalar
+    contraction."""
+    _, X, y, Xt, yt, cands = problem
+    if model != "multinomial":
+        y = (y == 1).astype(float) if model == "ridge" else (y == 1).astype(int)
+        yt = np.array([1])
+    rec = Recipe(model=model, epochs=8, batch_size=16, schedule=Schedule(lr=0.2), l2=1e-3)
+    adj = run_fine(rec, X, y, Xt, yt, cands, fine_config("calibrated-realised",
+                                                         discount="adjoint"), seeds=[3])
+    a = adj.capture.adjoint_effect[0, 0]                         # replica 0 = the run
+
+    def error(reference):
+        return np.linalg.norm(a - reference) / np.linalg.norm(reference)
+
+    full = error(_leave_out_difference(rec, X, y, Xt, yt, cands, 3))
+    small = error(_leave_out_difference(rec, X, y, Xt, yt, cands, 3, fraction=0.01))
+    assert full < 0.1 and small < 2e-3 and small < 0.05 * full, (full, small)
+    con = run_fine(rec, X, y, Xt, yt, cands, "calibrated-realised", seeds=[3])
+    exact = _leave_out_difference(rec, X, y, Xt, yt, cands, 3)
+    con_err = np.linalg.norm(con.capture.acc.effect_sum()[0, 0] - exact) / np.linalg.norm(exact)
+    assert full < 0.5 * con_err, (full, con_err)
+    res = adj.results()[0]
+    assert np.allclose(res.mu * adj.capture.spread()[0][0], a)
+    assert np.all(res.ci_low <= res.mu) and np.all(res.mu <= res.ci_high)
+
+
+def test_adjoint_needs_spread_scaling_and_the_fast_path(problem):
+    from finf_stats.fine import FineError
+
+    rec, X, y, Xt, yt, cands = problem
+    with pytest.raises(FineError, match="adjoint"):
+        fine_config("paper", discount="adjoint")
+    cfg = fine_config("calibrated", discount="adjoint")
+    with pytest.raises(FineError, match="adjoint"):
+        run_fine(rec, X, y, Xt, yt, [cands[:2], cands[2:4]], cfg, seeds=[0])
