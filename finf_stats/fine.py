@@ -136,8 +136,7 @@ class FineConfig:
     confidence, seed, n_bootstrap, n_null
         Passed to the estimator.
     name
-        The preset name (``"paper"``, ``"calibrated"``, ``"calibrated-realised"``) or
-        ``"custom"``.
+        The preset name (a key of :data:`PRESETS`) or ``"custom"``.
     """
 
     logging: Logging = "every"
@@ -195,8 +194,11 @@ class FineConfig:
         return cls(**data)
 
 
-#: Named presets. ``paper`` is METHOD §6's reconstruction of the paper; ``calibrated`` is the
-#: variant of docs/fine_variants.md (contraction-discounted effect over the K-run spread).
+#: Named presets. ``paper`` is METHOD §6's reconstruction of the paper; the others are the
+#: variants of docs/fine_variants.md: the one-run first-order effect over the K-run spread of
+#: the target, discounted by the exact backward response (``adjoint``, realised effect;
+#: ``adjoint-expected``, its expectation over the batch draw) or by the scalar contraction
+#: along the target gradient (``calibrated``, ``calibrated-realised``).
 PRESETS: dict[str, FineConfig] = {
     "paper": FineConfig(),
     "calibrated": FineConfig(effect="expected", scaling="spread", discount="contraction",
@@ -204,13 +206,19 @@ PRESETS: dict[str, FineConfig] = {
     "calibrated-realised": FineConfig(effect="actual", scaling="spread",
                                       discount="contraction", estimator="binormal",
                                       storage="moments", name="calibrated-realised"),
+    "adjoint": FineConfig(effect="actual", scaling="spread", discount="adjoint",
+                          estimator="binormal", storage="moments", name="adjoint"),
+    "adjoint-expected": FineConfig(effect="expected", scaling="spread", discount="adjoint",
+                                   estimator="binormal", storage="moments",
+                                   name="adjoint-expected"),
 }
 
-#: the preset used when none is named. ``calibrated`` since the calibration study of
-#: ``docs/fine_variants.md`` (``finf demo``): against retraining ground truth it ranks
-#: candidates and is consistent across runs far better than ``paper`` and is unbiased in
-#: scale. The bare ``FineConfig()`` stays the paper's reconstruction.
-DEFAULT_PRESET = "calibrated"
+#: the preset used when none is named: ``adjoint`` since the calibration study of
+#: ``docs/fine_variants.md`` (``finf demo``): against the 1000-retrain ground truth it ranks
+#: candidates best (Spearman 0.95), is the most consistent across runs (top-10% Jaccard 0.83),
+#: has the smallest error (median 0.04) and the best coverage; and it is cheap (O(b) per step
+#: plus a backward pass). The bare ``FineConfig()`` stays the paper's reconstruction.
+DEFAULT_PRESET = "adjoint"
 
 
 def fine_config(preset: str | FineConfig = DEFAULT_PRESET, **overrides: Any) -> FineConfig:

@@ -80,7 +80,8 @@ class StudyConfig:
     single_runs: int = 5
     seed: int = 0
     #: the first preset is the headline ``fine`` row (the project's default preset)
-    fine_presets: tuple[str, ...] = ("calibrated", "calibrated-realised", "paper")
+    fine_presets: tuple[str, ...] = ("adjoint", "adjoint-expected", "calibrated",
+                                     "calibrated-realised", "paper")
     trak_proj_dim: int | None = None    # None: exact gradient features (pK = 650)
     n_jobs: int = 2
 
@@ -374,8 +375,8 @@ def render_report(summary: dict[str, Any], config: StudyConfig) -> str:
     lines += [
         "", "Coverage is against the point mu_true, itself estimated (median half-width "
         f"{_f(tr['adequacy']['median_half_width'])}); the next column widens each interval "
-        "in quadrature by mu_true's standard error. `calibrated`'s interval is the "
-        "across-run one: the spread of the discounted one-run effect over the K runs "
+        "in quadrature by mu_true's standard error. Every preset but `paper` has the "
+        "across-run interval: the spread of the discounted one-run effect over the K runs "
         "trained anyway (the runs and their auxiliary runs) with a t quantile, plus the "
         "delta-method uncertainty of s_K; it does not contain the first-order approximation "
         "error. `paper`'s is the paper's: a percentile bootstrap of threshold-max on the "
@@ -398,12 +399,16 @@ def render_report(summary: dict[str, Any], config: StudyConfig) -> str:
         "proportion from above.", "",
         "", "Scale slope: least-squares slope of mu_hat on mu_true through the origin (1 = "
         "calibrated scale). `paper` is METHOD §6's reconstruction (threshold-max on "
-        "difference-in-differences signals, sqrt(T) composition); `calibrated` divides the "
-        "contraction-discounted first-order effect by the spread of the target over the K "
-        "runs trained anyway (docs/fine_variants.md); `calibrated-realised` does the same with "
-        "the realised effect (only the steps whose batch holds S) instead of its expectation "
-        "over the batch draw. The `fine` row is the default preset, `calibrated`; the paper's "
-        "Jaccard beside every f-INE row is the paper's f-INE figure.", "",
+        "difference-in-differences signals, sqrt(T) composition); the other presets divide "
+        "the one-run first-order effect of S on the final target by the spread of the target "
+        "over the K runs trained anyway (docs/fine_variants.md). `adjoint` carries the final "
+        "target's gradient back through every step's batch Hessian (the exact linear "
+        "response) and sums the realised effect (the steps whose batch holds S); "
+        "`adjoint-expected` uses its expectation over the batch draw at every step; "
+        "`calibrated` and `calibrated-realised` replace the backward pass by a scalar "
+        "contraction along the current target gradient. The `fine` row is the default "
+        f"preset, `{summary['fine']['preset']}`; the paper's Jaccard beside every f-INE row "
+        "is the paper's f-INE figure.", "",
         "Figures: `figures/fine_calibration.png` (mu_hat against mu_true with intervals), "
         "`figures/consistency.png` (Jaccard beside the paper's), "
         "`figures/truth_ranking.png` (mu_true with intervals).", "",

@@ -3,14 +3,16 @@ linear regression, where the final linear prediction is exactly Gaussian under D
 D \\ S (Q) and mu_exact = (m_Q - m_P) / sqrt((v_P + v_Q) / 2).
 
 With X^T X / n = I the contraction along any direction is exactly 1 - eta, which the
-``calibrated`` variant uses; the paper's sqrt(T) scaling ignores it, so in the stationary
-regime its mu is mu_exact * sqrt(eta T / (2 (2 - eta))) (the sqrt 2 of the auxiliary-run
-difference included): both relations are tested here.
+``calibrated`` variant uses (and the ``adjoint`` variants get from the Hessian itself); the
+paper's sqrt(T) scaling ignores it, so in the stationary regime its mu is
+mu_exact * sqrt(eta T / (2 (2 - eta))) (the sqrt 2 of the auxiliary-run difference
+included): both relations are tested here.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from finf_stats.fine import fine_config
 from finf_stats.metrics import spearman_with_interval
@@ -43,12 +45,13 @@ def _recipe():
                   fit_intercept=False, name="oracle")
 
 
-def test_calibrated_fine_matches_exact_mu():
+@pytest.mark.parametrize("preset", ["calibrated", "adjoint", "adjoint-expected"])
+def test_calibrated_fine_matches_exact_mu(preset):
     X, y, x_t = _problem()
     cands = np.arange(12)
     exact = _exact_mu(X, y, x_t, cands)
     assert np.ptp(exact) > 0.5                 # a spread of effects worth ranking
-    run = run_fine(_recipe(), X, y, x_t, np.zeros(1), cands, "calibrated",
+    run = run_fine(_recipe(), X, y, x_t, np.zeros(1), cands, preset,
                    seeds=np.arange(30), target="prediction")
     mus = np.array([r.mu for r in run.results()])          # (runs, candidates)
     mean = mus.mean(axis=0)

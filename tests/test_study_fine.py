@@ -21,7 +21,8 @@ def _tiny() -> StudyConfig:
 def test_study_writes_summary_with_stable_keys(tmp_path):
     summary = run_study(_tiny(), tmp_path / "s", progress=False)
     saved = json.loads((tmp_path / "s" / "summary.json").read_text())
-    for name in ("fine", "fine_calibrated-realised", "fine_paper", "tracin", "tracin_cp",
+    for name in ("fine", "fine_adjoint-expected", "fine_calibrated", "fine_calibrated-realised",
+                 "fine_paper", "tracin", "tracin_cp",
                  "influence_function", "trak", "loo_mean"):
         m = saved["methods"][name]
         assert -1 <= m["spearman"] <= 1
@@ -30,8 +31,9 @@ def test_study_writes_summary_with_stable_keys(tmp_path):
         assert 0 <= m["jaccard"] <= 1
         assert "cv" in m
     assert 0 <= saved["fine"]["coverage"] <= 1 and "bias" in saved["fine"]
-    assert set(saved["fine_variants"]) == {"paper", "calibrated", "calibrated-realised"}
-    assert saved["fine"]["preset"] == "calibrated"  # the default preset is the headline
+    assert set(saved["fine_variants"]) == {"paper", "calibrated", "calibrated-realised",
+                                           "adjoint", "adjoint-expected"}
+    assert saved["fine"]["preset"] == "adjoint"  # the default preset is the headline
     assert saved["recipe"]["model"] == "multinomial" and "timings" in saved
     assert (tmp_path / "s" / "report.md").read_text().startswith("# f-INE calibration study")
     assert (tmp_path / "s" / "figures" / "fine_calibration.png").is_file()

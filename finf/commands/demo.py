@@ -2,8 +2,8 @@
 
 Digits (scikit-learn), multinomial logistic regression by minibatch SGD, 300 training points
 with 5% flipped labels; 60 candidates (the flipped points and random ones); ground truth from
-1000 retrains with and 1000 without every candidate; f-INE (the calibrated default, its
-realised-effect form and the paper's reconstruction), TracIn, TracInCP, influence functions
+1000 retrains with and 1000 without every candidate; f-INE (the default ``adjoint`` preset,
+the other variants and the paper's reconstruction), TracIn, TracInCP, influence functions
 and TRAK from 5 independent single runs. Writes a run folder with report.md, summary.json,
 truth.csv, scores.npz and figures/.
 """
