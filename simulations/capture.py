@@ -432,33 +432,41 @@ class FineCapture:
         Ra, C = self.acc_runs, self.C
         v = target_gradient(self.model, params[:Ra], self.X_t, self.y_t, self.target)
         A = np.zeros((Ra, C, self.n_cand))
-        flat = A.reshape(-1)
         expected = self.config.effect == "expected"
         offset = (np.arange(Ra)[:, None, None] * C + np.arange(C)[None, :, None]) * self.n_cand
         for blk in reversed(self._trajectory):
-            if expected:  # the candidates' residuals at every step of the block at once
+            # per block: the batches' rows and weights of every step; per step only the
+            # sequential part (u = X_B v, the curvature, H_B v); the effects per block
+            lr = blk["lr"]
+            idx, res = blk["idx"][:, :Ra], blk["res"][:, :Ra]                 # (S,Ra,C,b,K)
+            S, b = idx.shape[0], idx.shape[2]
+            Xb = self.X[idx][:, :, None]                                      # (S,Ra,1,b,p)
+            XbT = Xb.swapaxes(-1, -2)
+            yb = self.y[idx][:, :, None, :]                                   # (S,Ra,1,b)
+            scale = blk["w"][:, :Ra, :, :, None] * (lr / b)[:, None, None, None, None]
+            U = np.empty(res.shape)
+            Vs = np.empty((S,) + v.shape) if expected else None
+            for k in range(S - 1, -1, -1):
+                if expected:
+                    Vs[k] = v
+                u = np.matmul(Xb[k], v, out=U[k])                             # (Ra,C,b,K)
+                Ju = curvature_product(self.model, res[k], yb[k], u)
+                Ju *= scale[k]
+                Hv = np.matmul(XbT[k], Ju)                                    # (Ra,C,p,K)
+                if self.l2 > 0:
+                    Hv[:, :, :self.p_reg] += (self.l2 * lr[k]) * v[:, :, :self.p_reg]
+                v = v - Hv
+            if expected:  # every candidate at every step of the block, with v_{t+1}
                 z_c = scaled_outputs(self.Xc, blk["V"][:, :Ra], blk["rs"])    # (S,Ra,C,S',K)
                 r_c = residuals_from_logits(self.model, z_c, self.yc)
-            for k in range(len(blk["lr"]) - 1, -1, -1):
-                idx, lr = blk["idx"][k, :Ra], float(blk["lr"][k])
-                res, w = blk["res"][k, :Ra], blk["w"][k, :Ra]                 # (Ra,C,b,K)
-                b = idx.shape[1]
-                Xb = self.X[idx]                                              # (Ra, b, p)
-                u = np.matmul(Xb[:, None], v)                                 # (Ra,C,b,K)
-                if expected:
-                    dots = np.einsum("rcsk,rcsk->rcs", np.matmul(self.Xc, v), r_c[k])
-                    A += (lr / self.n) * self.w_c * dots
-                else:
-                    contrib = (lr / b) * w * np.einsum("rcbk,rcbk->rcb", u, res)
-                    s_b = self.pos[idx][:, None, :]                           # (Ra, 1, b)
-                    hit = np.broadcast_to(s_b >= 0, contrib.shape)
-                    at = np.broadcast_to(offset + s_b, contrib.shape)[hit]
-                    flat += np.bincount(at, weights=contrib[hit], minlength=flat.size)
-                Ju = curvature_product(self.model, res, self.y[idx][:, None, :], u)
-                Hv = np.matmul(Xb.transpose(0, 2, 1)[:, None], Ju * w[..., None]) / b
-                if self.l2 > 0:
-                    Hv[:, :, :self.p_reg] += self.l2 * v[:, :, :self.p_reg]
-                v = v - lr * Hv
+                dots = np.einsum("trcsk,trcsk,t->rcs", np.matmul(self.Xc, Vs), r_c, lr)
+                A += dots * self.w_c / self.n
+            else:  # the batch members: lr/b w (x_i . v_{t+1}) . r_i, into their candidates
+                contrib = np.einsum("trcbk,trcbk->trcb", U, res) * scale[..., 0]
+                s_b = self.pos[idx][:, :, None, :]                            # (S,Ra,1,b)
+                hit = np.broadcast_to(s_b >= 0, contrib.shape)
+                at = np.broadcast_to(offset + s_b, contrib.shape)[hit]
+                A.reshape(-1)[:] += np.bincount(at, weights=contrib[hit], minlength=A.size)
         self._trajectory = []
         return A
 
