@@ -60,7 +60,7 @@ from simulations.baselines import (
     target_value,
 )
 from simulations.engine import design_matrix, scaled_outputs, train
-from simulations.models import curvature_product
+from simulations.models import curvature_product, mean_prediction
 from simulations.recipes import Recipe
 
 #: offset between a run's seed and its auxiliary run's seed
@@ -91,14 +91,18 @@ class FineCapture:
     fast
         ``False`` forces the step-by-step path (the reference the fast one is tested
         against; also taken for groups and cosine similarity).
+    tracin
+        Also compute TracIn of the same runs (:attr:`tracin`). ``None`` (default): when it
+        is free, i.e. for every configuration but ``discount="adjoint"``, whose forward
+        pass otherwise only keeps the trajectory.
 
     Attributes
     ----------
     acc
         The Stage-2 accumulator (batch shape ``(R', C)``; ``(R, C)`` on the fast path with
         ``scaling="spread"``, which keeps every replica's effect for the interval).
-    tracin : ``(R', C, n_candidates)``
-        TracIn scores of the same runs.
+    tracin : ``(R', C, n_candidates)`` or None
+        TracIn scores of the same runs (``None`` when not computed, see ``tracin``).
     final_target : ``(R, C)``
         The target statistic of every replica's final model.
     """
@@ -106,7 +110,8 @@ class FineCapture:
     def __init__(self, X_t: np.ndarray, y_t: np.ndarray,
                  candidates: np.ndarray | list[np.ndarray],
                  config: FineConfig | str = DEFAULT_PRESET, *, n_runs: int,
-                 target: str = "loss", chunk_steps: int = 64, fast: bool = True) -> None:
+                 target: str = "loss", chunk_steps: int = 64, fast: bool = True,
+                 tracin: bool | None = None) -> None:
         self.target = target
         self.config = fine_config(config) if isinstance(config, str) else config
         self.X_t = np.asarray(X_t, dtype=float)
@@ -121,6 +126,7 @@ class FineCapture:
         self.uses_aux = self.config.decorrelation == "did"
         self.acc: FineAccumulator | EventFineAccumulator | None = None
         self.tracin: np.ndarray | None = None
+        self.want_tracin = tracin
         self.final_target: np.ndarray | None = None
         self.seconds = 0.0
         self.chunk_steps = int(chunk_steps)
@@ -192,7 +198,8 @@ class FineCapture:
                             else -(-ctx.n_steps // cfg.every_k))
             self.acc = FineAccumulator(self.n_cand, cfg, batch_shape=shape,
                                        n_steps=logged_steps)
-        self.tracin = np.zeros((self.n_runs, C, self.n_cand))
+        if self.want_tracin if self.want_tracin is not None else not self._adjoint:
+            self.tracin = np.zeros((self.n_runs, C, self.n_cand))
         if self.fast:
             self._setup_fast(ctx)
 
@@ -293,6 +300,12 @@ class FineCapture:
         """
         blk = self._blocks[b]
         S, blk["k"] = blk["k"], 0
+        if self._adjoint:  # keep the block for the backward pass; the next gets new buffers
+            self._trajectory.append({k: blk[k][:S] for k in ("V", "rs", "res", "idx", "w",
+                                                               "lr")})
+            del self._blocks[b]
+            if self.tracin is None:
+                return
         Rm, C, m = self.n_runs, self.C, self.X_t.shape[0]
         probe = scaled_outputs(self._probe, blk["V"][:S], blk["rs"][:S])      # (S,R,C,m',K)
         zt = probe[..., :m, :]
@@ -329,18 +342,15 @@ class FineCapture:
         cand = np.repeat(s_b[ss, rr, jj], C)
         run = (rr[:, None] * C + np.arange(C)[None, :]).reshape(-1)
         val = contrib[ss, rr, :, jj].reshape(-1)
-        flat = run * self.n_cand + cand
-        self.tracin.reshape(-1)[:] += np.bincount(flat, weights=val,
-                                                  minlength=self.tracin.size)
+        if self.tracin is not None:
+            flat = run * self.n_cand + cand
+            self.tracin.reshape(-1)[:] += np.bincount(flat, weights=val,
+                                                      minlength=self.tracin.size)
         aux = d[:, self.n_runs:] if self.uses_aux else None
-        if self._adjoint:  # keep the block for the backward pass; the next gets new buffers
-            self._trajectory.append({k: blk[k][:S] for k in ("V", "rs", "res", "idx", "w",
-                                                               "lr")})
-            del self._blocks[b]
-        elif isinstance(self.acc, EventFineAccumulator):
+        if isinstance(self.acc, EventFineAccumulator):
             self.acc.update_many(d[:, :Rm], aux, np.repeat(ss, C), run, cand, val,
                                  steps=blk["step"][:S].copy())
-        else:
+        elif not self._adjoint:
             self._dense_block(blk, S, b, d, contrib, xg, res, w, r_t, g, idx, lr)
 
     def _dense_block(self, blk: dict[str, list], S: int, b: int, d: np.ndarray,
@@ -406,9 +416,8 @@ class FineCapture:
         with :math:`\lVert g\rVert^2 = r_t^\top (X_t X_t^\top) r_t/m^2` from the Gram
         matrix."""
         m = self.X_t.shape[0]
-        yb = self.y[idx][:, :, None, :]                                       # (S, Ra, 1, b)
-        quad = np.einsum("srcbk,srcbk->srcb", xg,
-                         curvature_product(self.model, res, yb, xg))
+        mean = mean_prediction(self.model, res, self.y[idx][:, :, None, :])
+        quad = np.einsum("srcbk,srcbk->srcb", xg, curvature_product(self.model, mean, xg))
         curv = np.einsum("srcb,srcb->src", w, quad) / b
         if g is None:
             gg = np.einsum("srcjk,srcjk->src", np.matmul(self.gram_tt, r_t), r_t) / m ** 2
@@ -442,20 +451,20 @@ class FineCapture:
             S, b = idx.shape[0], idx.shape[2]
             Xb = self.X[idx][:, :, None]                                      # (S,Ra,1,b,p)
             XbT = Xb.swapaxes(-1, -2)
-            yb = self.y[idx][:, :, None, :]                                   # (S,Ra,1,b)
+            mean = mean_prediction(self.model, res, self.y[idx][:, :, None, :])
             scale = blk["w"][:, :Ra, :, :, None] * (lr / b)[:, None, None, None, None]
+            # the L2 term: v <- v * (1 - lr l2) on the penalised rows, then v -= H_B v
+            decay = np.ones((S, self.p, 1))
+            decay[:, :self.p_reg] -= (self.l2 * lr)[:, None, None]
             U = np.empty(res.shape)
             Vs = np.empty((S,) + v.shape) if expected else None
             for k in range(S - 1, -1, -1):
                 if expected:
                     Vs[k] = v
                 u = np.matmul(Xb[k], v, out=U[k])                             # (Ra,C,b,K)
-                Ju = curvature_product(self.model, res[k], yb[k], u)
+                Ju = curvature_product(self.model, None if mean is None else mean[k], u)
                 Ju *= scale[k]
-                Hv = np.matmul(XbT[k], Ju)                                    # (Ra,C,p,K)
-                if self.l2 > 0:
-                    Hv[:, :, :self.p_reg] += (self.l2 * lr[k]) * v[:, :, :self.p_reg]
-                v = v - Hv
+                v = v * decay[k] - np.matmul(XbT[k], Ju)                      # (Ra,C,p,K)
             if expected:  # every candidate at every step of the block, with v_{t+1}
                 z_c = scaled_outputs(self.Xc, blk["V"][:, :Ra], blk["rs"])    # (S,Ra,C,S',K)
                 r_c = residuals_from_logits(self.model, z_c, self.yc)
@@ -510,12 +519,14 @@ class FineCapture:
             run = (rr[:, None] * C + cc[None, :]).reshape(-1)
             cand = np.repeat(ss, C)
             val = contrib[rr, :, jj].reshape(-1)
-            self.tracin.reshape(Rm * C, self.n_cand)[run, cand] += val
+            if self.tracin is not None:
+                self.tracin.reshape(Rm * C, self.n_cand)[run, cand] += val
             self.acc.update(d[:Rm], aux, run, cand, val)
             return
         # dense path: effect and base for every candidate
         actual = self._scatter(contrib, idx)                              # (Rm, C, S)
-        self.tracin += actual
+        if self.tracin is not None:
+            self.tracin += actual
         if cfg.similarity == "cosine":
             xn = np.linalg.norm(Xb, axis=2)[:, None, :]                   # (Rm, 1, b)
             rn = np.linalg.norm(res, axis=3)                              # (Rm, C, b)
@@ -580,8 +591,8 @@ class FineCapture:
     def _contraction(self, g: np.ndarray, xg: np.ndarray, res: np.ndarray, w: np.ndarray,
                      b: int, idx: np.ndarray, lr: float) -> np.ndarray:
         r""":math:`\rho_t` per run, ``(Rm, C)``: the batch Hessian's curvature along g."""
-        yb = self.y[idx][:, None, :]                                      # (Rm, 1, b)
-        quad = np.einsum("rcbk,rcbk->rcb", xg, curvature_product(self.model, res, yb, xg))
+        mean = mean_prediction(self.model, res, self.y[idx][:, None, :])
+        quad = np.einsum("rcbk,rcbk->rcb", xg, curvature_product(self.model, mean, xg))
         curv = np.einsum("rcb,rcb->rc", w, quad) / b
         gg = np.einsum("rcpk,rcpk->rc", g, g)
         curv = curv + self.l2 * np.einsum("rcpk,rcpk->rc", g[:, :, :self.p_reg],

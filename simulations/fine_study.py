@@ -201,7 +201,8 @@ def run_study(config: StudyConfig, out: str | Path, progress: bool = True) -> di
         2 ** 31)
     all_seeds = np.concatenate([seeds, seeds + AUX_SEED_OFFSET])
     Xta = design_matrix(Xt, config.recipe.fit_intercept)
-    caps = {p: FineCapture(Xta, yt, cands, p, n_runs=Rp) for p in config.fine_presets}
+    caps = {p: FineCapture(Xta, yt, cands, p, n_runs=Rp, tracin=p == config.fine_presets[0])
+            for p in config.fine_presets}
     A = candidate_weights(cands, data.n)
     tracin_obs = TracInObserver(Xta, yt, A, every_k=max(1, config.recipe.steps_per_epoch(
         data.n)))

@@ -71,27 +71,38 @@ def loss_and_residual(model: str, z: np.ndarray, y: np.ndarray) -> tuple[np.ndar
     raise ValueError(f"unknown model family {model!r}")
 
 
-def curvature_product(model: str, residual: np.ndarray, y: np.ndarray,
-                      u: np.ndarray) -> np.ndarray:
+def mean_prediction(model: str, residual: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """The model's mean from a residual: :math:`p = r + e_y` (softmax), :math:`s = r + y`
+    (sigmoid, shape ``(..., 1)``), ``None`` for the squared loss (see
+    :func:`curvature_product`); ``y`` broadcasts to ``residual.shape[:-1]``."""
+    if model in ("linear", "ridge"):
+        return None
+    if model == "logistic":
+        return residual + np.asarray(y, dtype=residual.dtype)[..., None]
+    if model == "multinomial":
+        K = residual.shape[-1]
+        return residual + (np.asarray(y, dtype=np.intp)[..., None] == np.arange(K))
+    raise ValueError(f"unknown model family {model!r}")
+
+
+def curvature_product(model: str, mean: np.ndarray | None, u: np.ndarray) -> np.ndarray:
     r"""The loss's Hessian in the predictor applied to ``u``: :math:`\partial r/\partial z\;u`.
 
-    From the residual ``r`` (no second forward pass): ``1`` for the squared loss,
-    :math:`s(1-s)` with :math:`s = r + y` for the logistic loss, and
-    :math:`\mathrm{diag}(p) - p p^\top` with :math:`p = r + e_y` for the multinomial one.
-    With it a batch Hessian-vector product is
+    From the model's mean (:func:`mean_prediction`, no second forward pass): ``u`` itself
+    for the squared loss, :math:`s(1-s)\,u` for the logistic loss and
+    :math:`(\mathrm{diag}(p) - p p^\top)\,u` for the multinomial one. With it a batch
+    Hessian-vector product is
     :math:`H_B V = \frac1b\sum_i w_i\, x_i\,(\partial r_i/\partial z)(x_i^\top V)`.
-    ``residual`` and ``u`` have shape ``(..., K)``, ``y`` broadcasts to ``(...)``.
+    ``mean`` and ``u`` have shape ``(..., K)`` (broadcasting); a new array is returned.
     """
     if model in ("linear", "ridge"):
         return np.array(u, dtype=float, copy=True)
     if model == "logistic":
-        s = residual[..., 0] + np.asarray(y, dtype=residual.dtype)
-        return (s * (1.0 - s))[..., None] * u
+        return mean * (1.0 - mean) * u
     if model == "multinomial":
-        K = residual.shape[-1]
-        prob = residual + (np.asarray(y, dtype=np.intp)[..., None] == np.arange(K))
-        pu = prob * u
-        return pu - prob * pu.sum(axis=-1, keepdims=True)
+        pu = mean * u
+        pu -= mean * pu.sum(axis=-1, keepdims=True)
+        return pu
     raise ValueError(f"unknown model family {model!r}")
 
 
