@@ -211,6 +211,8 @@ def run_study(config: StudyConfig, out: str | Path, progress: bool = True) -> di
     timings["single_runs_train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fine_res = {p: [row[0] for row in cap.results()] for p, cap in caps.items()}
+    spread, n_spread = caps[config.fine_presets[0]].spread()
+    s_K = float(spread[0])
     timings["fine_stage2_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -248,7 +250,14 @@ def run_study(config: StudyConfig, out: str | Path, progress: bool = True) -> di
         "truth": {"method": "auc", "replicas": config.replicas,
                   "n_candidates": len(cands), "n_significant": int(sig.sum()),
                   "adequacy": gt.adequacy()[0],
-                  "median_probit_slope": float(np.nanmedian(truth_res.probit_slope))},
+                  "median_probit_slope": float(np.nanmedian(truth_res.probit_slope)),
+                  # pooled sd of the final target over the retrains on D: the sigma that
+                  # the one-run s_K estimates from the K replicas of the single runs
+                  "target_sd": float(np.sqrt(np.mean(np.var(gt.with_s[0], axis=1,
+                                                            ddof=1))))},
+        "spread": {"s_K": s_K, "K": n_spread,
+                   "ratio_to_retrain_sd": s_K / float(np.sqrt(np.mean(np.var(
+                       gt.with_s[0], axis=1, ddof=1))))},
         "flipped": [int(i) for i in data.flipped],
         "recipe": config.recipe.to_dict(),
         "data": config.data.to_dict(),
@@ -376,7 +385,13 @@ def render_report(summary: dict[str, Any], config: StudyConfig) -> str:
     lines += [
         "", "Coverage is against the point mu_true, itself estimated (median half-width "
         f"{_f(tr['adequacy']['median_half_width'])}); the next column widens each interval "
-        "in quadrature by mu_true's standard error. Every preset but `paper` has the "
+        "in quadrature by mu_true's standard error. The spread-scaled presets divide by "
+        f"s_K = {_f(summary['spread']['s_K'], 5)}, the sd of the final target over the "
+        f"K = {summary['spread']['K']} replicas of the single runs; over the retrains on D "
+        f"it is {_f(tr['target_sd'], 5)} (ratio {_f(summary['spread']['ratio_to_retrain_sd'])}"
+        "), a common scale error of every spread-scaled mu_hat that the scale slope mostly "
+        "reflects and that the interval carries as the delta-method term. "
+        "Every preset but `paper` has the "
         "across-run interval: the spread of the discounted one-run effect over the K runs "
         "trained anyway (the runs and their auxiliary runs) with a t quantile, plus the "
         "delta-method uncertainty of s_K; it does not contain the first-order approximation "
