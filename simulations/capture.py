@@ -232,14 +232,19 @@ class FineCapture:
         # open blocks by batch size (the last batch of an epoch may be smaller); the dense
         # accumulator takes steps in order, so it keeps one block at a time
         self._blocks: dict[int, dict[str, Any]] = {}
-        self._last_b = -1
         self._in_order = not isinstance(self.acc, EventFineAccumulator)
+        sizes = [e - s for s, e in ctx.recipe.batch_bounds(self.n)]
+        self._depth: dict[int, int] = {}
+        if self._in_order and len(set(sizes)) > 1:  # a smaller last batch ends every run
+            self._depth = {sizes[0]: min(self.chunk_steps, len(sizes) - 1), sizes[-1]: 1}
+        self._last_b = -1
         self._pending = np.ones((self.acc_runs, self.C))
         self._needs_theta = self.config.effect == "expected" and not self._adjoint
 
     def _new_block(self, info: Any) -> dict[str, Any]:
-        """Step buffers of one batch size, ``chunk_steps`` deep."""
-        n, V = self.chunk_steps, info.scaled_params
+        """Step buffers of one batch size, ``chunk_steps`` deep (at most the steps in a row
+        with this batch size when blocks are kept in step order)."""
+        n, V = self._depth.get(info.denominator, self.chunk_steps), info.scaled_params
         res, idx, w = info.residuals, info.batch_indices, info.batch_weights
         return {"k": 0, "V": np.empty((n,) + V.shape, V.dtype),
                 "rs": np.empty((n,) + info.row_scale.shape, V.dtype),
@@ -272,7 +277,7 @@ class FineCapture:
         if self._needs_theta and self._is_logged(info.step):
             blk["theta"][k] = info.params[:self.acc_runs].copy()
         blk["k"] = k + 1
-        if k + 1 == self.chunk_steps:
+        if k + 1 == len(blk["lr"]):
             self._flush(b)
 
     def _flush_all(self) -> None:
