@@ -161,3 +161,17 @@ def test_adjoint_needs_spread_scaling_and_the_fast_path(problem):
     cfg = fine_config("calibrated", discount="adjoint")
     with pytest.raises(FineError, match="adjoint"):
         run_fine(rec, X, y, Xt, yt, [cands[:2], cands[2:4]], cfg, seeds=[0])
+
+
+def test_tracin_by_product_of_adjoint_only_when_asked(problem):
+    from simulations.capture import FineCapture
+    from simulations.engine import train
+
+    rec, X, y, Xt, yt, cands = problem
+    seeds = [0, 1]
+    caps = [FineCapture(design_matrix(Xt, True), yt, cands, p, n_runs=1, tracin=t)
+            for p, t in (("adjoint", None), ("adjoint", True), ("paper", None))]
+    train(rec, X, y, seeds=seeds, observers=caps)
+    assert caps[0].tracin is None                        # not free for adjoint: skipped
+    assert np.allclose(caps[1].tracin, caps[2].tracin)   # asked: the same TracIn
+    assert np.allclose(caps[0].adjoint_effect, caps[1].adjoint_effect)
