@@ -100,7 +100,11 @@ class FineCapture:
     ----------
     acc
         The Stage-2 accumulator (batch shape ``(R', C)``; ``(R, C)`` on the fast path with
-        ``scaling="spread"``, which keeps every replica's effect for the interval).
+        ``scaling="spread"``, which keeps every replica's effect for the interval); ``None``
+        for ``discount="adjoint"``, whose effect is :attr:`adjoint_effect`.
+    adjoint_effect : ``(R, C, n_candidates)``
+        ``discount="adjoint"`` only: every replica's effect sum :math:`A` from the backward
+        pass (set at the end of training).
     tracin : ``(R', C, n_candidates)`` or None
         TracIn scores of the same runs (``None`` when not computed, see ``tracin``).
     final_target : ``(R, C)``
@@ -358,7 +362,7 @@ class FineCapture:
         elif not self._adjoint:
             self._dense_block(blk, S, b, d, contrib, xg, res, w, r_t, g, idx, lr)
 
-    def _dense_block(self, blk: dict[str, list], S: int, b: int, d: np.ndarray,
+    def _dense_block(self, blk: dict[str, Any], S: int, b: int, d: np.ndarray,
                      contrib: np.ndarray, xg: np.ndarray, res: np.ndarray, w: np.ndarray,
                      r_t: np.ndarray, g: np.ndarray | None, idx: np.ndarray,
                      lr: np.ndarray) -> None:

@@ -189,3 +189,19 @@ def test_nonfinite_signal_is_refused():
     acc = FineAccumulator(1, fine_config("paper", decorrelation="none"))
     with pytest.raises(FineError, match="non-finite"):
         acc.update(np.array([np.nan]), 0.0)
+
+
+def test_across_run_results_refuses_bad_input_and_scales():
+    from finf_stats.fine import FineError, across_run_results
+
+    A, sd, steps = np.array([0.2, -0.1, 0.0]), np.array([0.05, 0.05, 0.05]), np.full(3, 10)
+    res = across_run_results(A, 0.1, sd, n_spread=None, n_effect=10, n_steps=steps)
+    assert np.allclose(res.mu, A / 0.1) and res.p_value[2] == 1.0 and res.p_value[0] < 0.01
+    wider = across_run_results(A, 0.1, sd, n_spread=10, n_effect=10, n_steps=steps)
+    assert np.all(wider.ci_high - wider.ci_low >= res.ci_high - res.ci_low)
+    for kw, match in (({"n_effect": 1}, "n_effect"), ({"spread": 0.0}, "spread"),
+                      ({"effect_sum": np.array([np.nan, 0, 0])}, "non-finite")):
+        args = {"effect_sum": A, "spread": 0.1, "effect_sd": sd, "n_spread": None,
+                "n_effect": 10, "n_steps": steps, **kw}
+        with pytest.raises(FineError, match=match):
+            across_run_results(**args)
