@@ -20,8 +20,9 @@ One study = one recipe, one dataset, a set of candidates and one target statisti
 
 Outputs (a :class:`finf_stats.run_folder.RunFolder`): ``config.json``, ``provenance.json``,
 ``summary.json`` (stable keys ``methods.<name>.{spearman, spearman_ci, sign_agreement,
-jaccard, cv}``, ``fine.{coverage, bias, slope}`` for the default preset,
-``fine_variants.<preset>.*``, ``recipe``, ``timings``), ``truth.csv``, ``scores.npz``,
+jaccard, jaccard_sd, cv}``, ``fine.{coverage, bias, slope}`` for the default preset,
+``fine_variants.<preset>.*``, ``truth``, ``spread``, ``recipe``, ``timings``), ``truth.csv``,
+``scores.npz``,
 ``figures/*.png`` and ``report.md``.
 """
 
@@ -116,7 +117,8 @@ def _method_metrics(scores: np.ndarray, truth: np.ndarray, sig: np.ndarray) -> d
                                                   initial=1.0) * 10)
     out = _spearman(finite, truth)
     out["sign_agreement"] = _sign_agreement(finite, truth, sig)
-    out["jaccard"] = topk_jaccard(finite, fraction=0.1)["mean"]
+    jac = topk_jaccard(finite, fraction=0.1)
+    out["jaccard"], out["jaccard_sd"] = jac["mean"], jac["sd"]       # sd over pairs of runs
     try:
         out["cv"] = coefficient_of_variation(finite)["median"]
     except ValueError:
@@ -309,7 +311,8 @@ def _figures(folder: RunFolder, mu_true: np.ndarray, truth_res: Any, fine_res: d
     fig, ax = plt.subplots(figsize=(7, 4))
     names = list(methods)
     ours = [methods[n]["jaccard"] for n in names]
-    ax.bar(np.arange(len(names)) - 0.2, ours, width=0.4, label="this study")
+    ax.bar(np.arange(len(names)) - 0.2, ours, width=0.4, label="this study (± sd over pairs)",
+           yerr=[methods[n]["jaccard_sd"] for n in names], capsize=3)
     paper = [paper_jaccard(n) for n in names]
     ax.bar(np.arange(len(names)) + 0.2, paper, width=0.4, label="paper")
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
@@ -355,13 +358,14 @@ def render_report(summary: dict[str, Any], config: StudyConfig) -> str:
         "training runs (f-INE and TRAK also use each run's auxiliary run).", "",
         "## Agreement with ground truth and consistency across runs", "",
         "| method | Spearman vs mu_true [95% CI] | sign agreement | top-10% Jaccard "
-        "| paper's Jaccard | median CV |",
+        "(± sd over pairs of runs) | paper's Jaccard | median CV |",
         "|---|---|---|---|---|---|",
     ]
     for name, v in m.items():
         lines.append(
             f"| {name} | {_f(v['spearman'])} [{_f(v['spearman_ci'][0])}, "
-            f"{_f(v['spearman_ci'][1])}] | {_f(v['sign_agreement'])} | {_f(v['jaccard'])} | "
+            f"{_f(v['spearman_ci'][1])}] | {_f(v['sign_agreement'])} | {_f(v['jaccard'])} ± "
+            f"{_f(v['jaccard_sd'])} | "
             f"{_f(paper_jaccard(name))} | {_f(v['cv'])} |")
     lines += [
         "", "Spearman: mean over the single runs of each run's rank correlation with "
