@@ -22,8 +22,7 @@ Outputs (a :class:`finf_stats.run_folder.RunFolder`): ``config.json``, ``provena
 ``summary.json`` (stable keys ``methods.<name>.{spearman, spearman_ci, sign_agreement,
 jaccard, jaccard_sd, cv}``, ``fine.{coverage, bias, slope}`` for the default preset,
 ``fine_variants.<preset>.*``, ``truth``, ``spread``, ``recipe``, ``timings``), ``truth.csv``,
-``scores.npz``,
-``figures/*.png`` and ``report.md``.
+``scores.npz``, ``figures/*.png`` and ``report.md``.
 """
 
 from __future__ import annotations
