@@ -99,13 +99,19 @@ def target_value(model: str, theta: np.ndarray, X_t: np.ndarray, y_t: np.ndarray
     return loss_and_residual(model, z, y_t)[0].mean(axis=-1)
 
 
+def single_point_indices(candidates: np.ndarray, n: int) -> np.ndarray:
+    """Single-point candidates as row indices, checked to lie in ``[0, n)``."""
+    idx = np.asarray(candidates).astype(np.intp)
+    bad = np.flatnonzero((idx < 0) | (idx >= n))
+    if bad.size:
+        raise ValueError(f"candidate {bad[0]} has an out-of-range index (n = {n})")
+    return idx
+
+
 def candidate_weights(groups: list[np.ndarray] | np.ndarray, n: int) -> np.ndarray:
     """Membership matrix ``(n_candidates, n)``: row ``s`` has 1 on the examples of S_s."""
     if isinstance(groups, np.ndarray) and groups.ndim == 1:  # single points: one scatter
-        idx = groups.astype(np.intp)
-        bad = np.flatnonzero((idx < 0) | (idx >= n))
-        if bad.size:
-            raise ValueError(f"candidate {bad[0]} has an out-of-range index (n = {n})")
+        idx = single_point_indices(groups, n)
         A = np.zeros((idx.size, n))
         A[np.arange(idx.size), idx] = 1.0
         return A

@@ -56,6 +56,7 @@ from simulations.baselines import (
     candidate_weights,
     residuals,
     residuals_from_logits,
+    single_point_indices,
     target_gradient,
     target_value,
 )
@@ -168,16 +169,11 @@ class FineCapture:
         self._membership: np.ndarray | None = None
         self.n_cand = len(self.candidates)
         if self.singles:
-            bad = np.flatnonzero((self.candidates < 0) | (self.candidates >= self.n))
-            if bad.size:
-                raise ValueError(f"candidate {bad[0]} has an out-of-range index "
-                                 f"(n = {self.n})")
+            self.cand_idx = single_point_indices(self.candidates, self.n)
+            self.pos = np.full(self.n, -1, dtype=np.int64)
+            self.pos[self.cand_idx] = np.arange(self.n_cand)
         else:
             self._membership = candidate_weights(self.candidates, self.n)
-        if self.singles:
-            self.pos = np.full(self.n, -1, dtype=np.int64)
-            self.pos[np.asarray(self.candidates, dtype=np.int64)] = np.arange(self.n_cand)
-            self.cand_idx = np.asarray(self.candidates, dtype=np.int64)
         cfg = self.config
         self.R = R
         self.fast = self.allow_fast and self.singles and cfg.similarity == "dot"
@@ -582,7 +578,7 @@ class FineCapture:
             rr, jj = np.nonzero(s_b >= 0)
             np.add.at(out, (rr, slice(None), s_b[rr, jj]), values[rr, :, jj])
             return out
-        Ab = self.membership[:, idx]                                               # (S, Rm, b)
+        Ab = self.membership[:, idx]                                      # (S, Rm, b)
         return np.einsum("rcb,srb->rcs", values, Ab)
 
     def _expected_effect(self, g: np.ndarray, P: np.ndarray, lr: float,
@@ -648,7 +644,6 @@ class FineCapture:
         sd = np.broadcast_to(A.std(axis=0, ddof=1)[None], A.shape)
         return self.acc.results(spread=spread, n_spread=k, effect_sd=sd,
                                 n_effect=self.acc_runs)[:self.n_runs]
-
 
     def _adjoint_results(self) -> list:
         """``discount="adjoint"``: the across-run interval of the backward-pass effect."""

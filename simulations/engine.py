@@ -135,11 +135,12 @@ def scaled_outputs(A: np.ndarray, scaled_params: np.ndarray,
 
 
 class StepInfo:
-    """One SGD step as the observers see it (see the module docstring for the fields).
+    r"""One SGD step as the observers see it (see the module docstring for the fields).
 
     ``params``, ``gradient`` and ``update`` are computed on first access only (the engine
     keeps the parameters in a scaled form, see :func:`train`), so an observer pays only for
-    what it reads; :meth:`outputs` gives ``A @ params`` without forming ``params``.
+    what it reads. An observer that keeps :math:`\theta_t` for later does it most cheaply by
+    copying ``scaled_params`` and ``row_scale`` (:func:`scaled_outputs` then gives outputs).
     """
 
     def __init__(self, *, V: np.ndarray, row_scale: np.ndarray, Xb: np.ndarray,
@@ -147,8 +148,7 @@ class StepInfo:
                  batch_indices: np.ndarray, batch_weights: np.ndarray,
                  residuals: np.ndarray, batch_loss: np.ndarray, noise: np.ndarray | None,
                  denominator: int) -> None:
-        self.scaled_params, self.row_scale = V, row_scale
-        self._V, self._row_scale, self._Xb, self._G = V, row_scale, Xb, G
+        self.scaled_params, self.row_scale, self._Xb, self._G = V, row_scale, Xb, G
         self._l2, self._p_reg = l2, p_reg
         self.step, self.epoch, self.lr = step, epoch, lr
         self.batch_indices, self.batch_weights = batch_indices, batch_weights
@@ -157,14 +157,14 @@ class StepInfo:
 
     @cached_property
     def params(self) -> np.ndarray:
-        W = self._V * self._row_scale[None, :, None, None]  # (R, p, C, K)
+        W = self.scaled_params * self.row_scale[None, :, None, None]  # (R, p, C, K)
         out = W.transpose(0, 2, 1, 3)
         out.flags.writeable = False
         return out
 
     @cached_property
     def gradient(self) -> np.ndarray:
-        R, p, C, K = self._V.shape
+        R, p, C, K = self.scaled_params.shape
         grad = np.matmul(self._Xb.transpose(0, 2, 1), self._G).reshape(R, p, C, K) / self.lr
         if self._l2 > 0:
             grad[:, :self._p_reg] += self._l2 * self.params.transpose(0, 2, 1, 3)[:, :self._p_reg]
@@ -350,7 +350,7 @@ def train(recipe: Recipe, X: np.ndarray, y: np.ndarray, weights: np.ndarray | No
                 o.on_start(ctx)
 
     fused = recipe.model == "multinomial"
-    rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    rows: dict[int, np.ndarray] = {}  # label offsets per batch size
     zbuf: dict[int, np.ndarray] = {}
     step_buf = np.empty((R, p, C * K), dtype=dtype)  # (X_B / row_scale)^T G
     step = 0

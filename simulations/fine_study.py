@@ -214,6 +214,9 @@ def run_study(config: StudyConfig, out: str | Path, progress: bool = True) -> di
     fine_res = {p: [row[0] for row in cap.results()] for p, cap in caps.items()}
     spread, n_spread = caps[config.fine_presets[0]].spread()
     s_K = float(spread[0])
+    # pooled sd of the final target over the retrains on D: the sigma that the one-run s_K
+    # estimates from the K replicas of the single runs
+    target_sd = float(np.sqrt(np.mean(np.var(gt.with_s[0], axis=1, ddof=1))))
     timings["fine_stage2_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -252,13 +255,8 @@ def run_study(config: StudyConfig, out: str | Path, progress: bool = True) -> di
                   "n_candidates": len(cands), "n_significant": int(sig.sum()),
                   "adequacy": gt.adequacy()[0],
                   "median_probit_slope": float(np.nanmedian(truth_res.probit_slope)),
-                  # pooled sd of the final target over the retrains on D: the sigma that
-                  # the one-run s_K estimates from the K replicas of the single runs
-                  "target_sd": float(np.sqrt(np.mean(np.var(gt.with_s[0], axis=1,
-                                                            ddof=1))))},
-        "spread": {"s_K": s_K, "K": n_spread,
-                   "ratio_to_retrain_sd": s_K / float(np.sqrt(np.mean(np.var(
-                       gt.with_s[0], axis=1, ddof=1))))},
+                  "target_sd": target_sd},
+        "spread": {"s_K": s_K, "K": n_spread, "ratio_to_retrain_sd": s_K / target_sd},
         "flipped": [int(i) for i in data.flipped],
         "recipe": config.recipe.to_dict(),
         "data": config.data.to_dict(),
